@@ -1,0 +1,3 @@
+"""newsflow: RSS/Atom feeds -> article extraction -> Kafka -> deduplicated search index."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,60 @@
+"""The exception hierarchy: one root, with transient and permanent markers.
+
+Library exceptions (httpx, feedparser, kafka-python, elasticsearch) are translated into
+these where they enter newsflow, so retry decisions look at one marker class only.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PermanentFetchError",
+    "TransientFetchError",
+    "BackendUnavailable",
+    "ConfigError",
+    "FeedError",
+    "FetchError",
+    "NewsflowError",
+    "PermanentError",
+    "PublishError",
+    "TransientError",
+]
+
+
+class NewsflowError(Exception):
+    """Root of every error newsflow raises on purpose."""
+
+
+class TransientError(NewsflowError):
+    """Marker: the same call may succeed later (timeouts, 5xx, 429, broker away)."""
+
+
+class PermanentError(NewsflowError):
+    """Marker: retrying the same call will fail the same way (bad input, 4xx, policy)."""
+
+
+class ConfigError(PermanentError):
+    """A settings value or a feeds file is invalid."""
+
+
+class FetchError(NewsflowError):
+    """An HTTP fetch failed; subclasses of the markers below say whether to retry."""
+
+
+class TransientFetchError(FetchError, TransientError):
+    """Timeouts, connection resets, 5xx and 429 answers."""
+
+
+class PermanentFetchError(FetchError, PermanentError):
+    """Refused by policy (SSRF guard, robots.txt, size cap, scheme) or a 4xx answer."""
+
+
+class FeedError(PermanentError):
+    """A feed body could not be parsed into entries at all."""
+
+
+class PublishError(TransientError):
+    """The buffer did not acknowledge every published record."""
+
+
+class BackendUnavailable(TransientError):
+    """Kafka or Elasticsearch (or the embedded store) could not be reached."""

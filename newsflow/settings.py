@@ -1,0 +1,194 @@
+"""All of newsflow's settings, one pydantic-settings class per section.
+
+Every field reads an environment variable ``NEWSFLOW_<SECTION>_<FIELD>`` (or a ``.env``
+file in the working directory). Library code receives these objects; it never reads
+``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from newsflow import __version__
+
+__all__ = [
+    "ElasticsearchSettings",
+    "ExtractSettings",
+    "FeedSettings",
+    "FetchSettings",
+    "IndexerSettings",
+    "KafkaSettings",
+    "Settings",
+]
+
+
+def _section(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=prefix, env_file=".env", extra="ignore", validate_default=True
+    )
+
+
+class KafkaSettings(BaseSettings):
+    """Where and how articles are published (``NEWSFLOW_KAFKA_*``)."""
+
+    model_config = _section("NEWSFLOW_KAFKA_")
+
+    bootstrap_servers: str | None = None
+    """Comma-separated ``host:port`` list. Unset: the embedded SQLite buffer is used."""
+    topic: str = "news.articles"
+    """Topic the articles are published to; keyed by ``doc_id``."""
+    dlq_topic: str = "news.articles.dlq"
+    """Where the indexer sends records it cannot decode or the store rejects."""
+    partitions: int = Field(default=6, ge=1)
+    """Partitions when newsflow creates the topics."""
+    replication_factor: int = Field(default=1, ge=1)
+    """Replication factor when newsflow creates the topics (3 on a production cluster)."""
+    consumer_group: str = "newsflow-indexer"
+    """Consumer group of the indexer; run several indexers to share partitions."""
+    client_id: str = "newsflow"
+    """Client id sent to the brokers (shows up in broker logs and quotas)."""
+    compression_type: str = "zstd"
+    """Producer compression: zstd, gzip, lz4, snappy or none."""
+    linger_ms: int = Field(default=20, ge=0)
+    """How long the producer waits to fill a batch."""
+    batch_size: int = Field(default=1_048_576, ge=16_384)
+    """Producer batch size in bytes (articles are 10-100 KB of JSON)."""
+    max_request_size: int = Field(default=8_388_608, ge=1_048_576)
+    """Largest request the producer sends; must not exceed the broker's message.max.bytes."""
+    request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    """Producer and admin request timeout."""
+    security_protocol: str = "PLAINTEXT"
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
+    sasl_mechanism: str | None = None
+    """PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 when a SASL protocol is used."""
+    sasl_username: str | None = None
+    """SASL user name."""
+    sasl_password: SecretStr | None = None
+    """SASL password."""
+
+
+class ElasticsearchSettings(BaseSettings):
+    """Where articles are indexed and feed state is kept (``NEWSFLOW_ELASTICSEARCH_*``)."""
+
+    model_config = _section("NEWSFLOW_ELASTICSEARCH_")
+
+    url: str | None = None
+    """Node URL, e.g. ``http://127.0.0.1:9200``. Unset: the embedded SQLite store is used."""
+    index: str = "news-articles"
+    """Alias that searches and writes go through; concrete indices sit behind it."""
+    history_index: str = "news-articles-history"
+    """Every revision of every article, keyed ``<doc_id>:<revision>``."""
+    feeds_index: str = "newsflow-feeds"
+    """Per-feed state: conditional-GET validators, health, backoff."""
+    shards: int = Field(default=1, ge=1)
+    """Primary shards of newly created indices."""
+    replicas: int = Field(default=0, ge=0)
+    """Replicas of newly created indices (0 on a single node)."""
+    username: str | None = None
+    """Basic-auth user."""
+    password: SecretStr | None = None
+    """Basic-auth password."""
+    api_key: SecretStr | None = None
+    """API key (instead of user and password)."""
+    verify_certs: bool = True
+    """Verify the server's TLS certificate."""
+    ca_certs: Path | None = None
+    """CA bundle for a private certificate authority."""
+    request_timeout: float = Field(default=30.0, gt=0)
+    """Seconds per request."""
+
+
+class FetchSettings(BaseSettings):
+    """How feed and article pages are fetched (``NEWSFLOW_FETCH_*``)."""
+
+    model_config = _section("NEWSFLOW_FETCH_")
+
+    user_agent: str = (
+        f"newsflow/{__version__} (+https://github.com/newsflow/newsflow; news ingestion bot)"
+    )
+    """User-Agent header sent with every request (also what robots.txt rules match)."""
+    connect_timeout: float = Field(default=5.0, gt=0)
+    """Seconds to establish a connection."""
+    read_timeout: float = Field(default=15.0, gt=0)
+    """Seconds without receiving a byte before a read fails."""
+    deadline: float = Field(default=30.0, gt=0)
+    """Overall seconds for one request, redirects and body included."""
+    max_redirects: int = Field(default=5, ge=0)
+    """Redirect hops followed per request."""
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    """Largest body accepted, counted after decompression."""
+    concurrency: int = Field(default=16, ge=1)
+    """Requests in flight at once across all hosts."""
+    per_host_concurrency: int = Field(default=2, ge=1)
+    """Requests in flight at once to one host."""
+    per_host_delay: float = Field(default=0.25, ge=0)
+    """Seconds between the starts of two requests to one host (politeness)."""
+    respect_robots: bool = True
+    """Obey robots.txt (a feed can opt out with ``respect_robots = false``)."""
+    allow_private_networks: bool = False
+    """Lift the SSRF guard: allow loopback, private and link-local addresses."""
+
+
+class ExtractSettings(BaseSettings):
+    """Text and metadata extraction (``NEWSFLOW_EXTRACT_*``)."""
+
+    model_config = _section("NEWSFLOW_EXTRACT_")
+
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    """Extraction processes (CPU-bound work; default: one per core)."""
+    page_timeout: float = Field(default=20.0, gt=0)
+    """Seconds one page may take before its worker is replaced and the page skipped."""
+    page_memory_mb: int = Field(default=1024, ge=128)
+    """Address-space cap of each extraction worker, in MiB."""
+    min_text_chars: int = Field(default=250, ge=0)
+    """Pages with less extracted text are skipped as ``too_short``."""
+
+
+class FeedSettings(BaseSettings):
+    """Feed polling policy (``NEWSFLOW_FEED_*``)."""
+
+    model_config = _section("NEWSFLOW_FEED_")
+
+    min_interval: float = Field(default=300.0, ge=0)
+    """Default seconds between two polls of one feed (a feed may set its own)."""
+    backoff_base: float = Field(default=60.0, gt=0)
+    """First wait after a failure; doubles with every consecutive failure."""
+    backoff_max: float = Field(default=6 * 3600.0, gt=0)
+    """Longest wait after failures; a failing feed is retried at least this often."""
+    max_entries: int = Field(default=200, ge=1)
+    """Entries considered per feed and poll (newest first)."""
+
+
+class IndexerSettings(BaseSettings):
+    """The Kafka -> store indexer (``NEWSFLOW_INDEXER_*``)."""
+
+    model_config = _section("NEWSFLOW_INDEXER_")
+
+    batch_size: int = Field(default=500, ge=1)
+    """Records per bulk request."""
+    poll_timeout: float = Field(default=1.0, gt=0)
+    """Seconds one poll waits for records."""
+    idle_timeout: float = Field(default=5.0, gt=0)
+    """With ``--until-idle``: stop after this many seconds without records."""
+    retry_backoff_max: float = Field(default=60.0, gt=0)
+    """Longest wait between two retries of a failed bulk request (retries never stop)."""
+
+
+class Settings(BaseSettings):
+    """The root: one field per section, plus where embedded data lives."""
+
+    model_config = _section("NEWSFLOW_")
+
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("newsflow")))
+    """Embedded buffer and store live here when Kafka / Elasticsearch are not configured."""
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    extract: ExtractSettings = Field(default_factory=ExtractSettings)
+    feed: FeedSettings = Field(default_factory=FeedSettings)
+    indexer: IndexerSettings = Field(default_factory=IndexerSettings)

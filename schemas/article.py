@@ -1,0 +1,67 @@
+"""The article record: Kafka value, store document, downstream contract."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+__all__ = ["SCHEMA_VERSION", "Article"]
+
+SCHEMA_VERSION = "1.0"
+"""``major.minor``: minors only add optional fields; a new major is a new topic."""
+
+
+class Article(BaseModel):
+    """One revision of one article, identified by ``doc_id``.
+
+    Consumers must be idempotent on ``(doc_id, revision)``: delivery is at least once, and
+    a higher ``revision`` of the same ``doc_id`` supersedes a lower one.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Article")
+
+    schema_version: Literal["1.0"] = Field(
+        default="1.0", description="Version of this schema (major.minor)."
+    )
+    doc_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="Hash of the canonical URL; the Kafka key and the search store's id.",
+    )
+    revision: int = Field(
+        ge=0,
+        description="Microseconds since the epoch at which this content was observed; "
+        "the newest revision wins.",
+    )
+    url: str = Field(description="Canonical URL of the article.")
+    source_url: str = Field(description="The link as the feed gave it.")
+    alias_ids: list[str] = Field(
+        default_factory=list,
+        description="doc_ids of other URLs known for this article (e.g. the feed link "
+        "when the page's canonical URL differs).",
+    )
+    title: str = Field(description="Headline.")
+    text: str = Field(description="Main text, as trafilatura extracts it (no comments).")
+    summary: str | None = Field(default=None, description="Description or feed summary.")
+    authors: list[str] = Field(default_factory=list, description="Bylines, one per person.")
+    published_at: AwareDatetime | None = Field(default=None, description="First published.")
+    updated_at: AwareDatetime | None = Field(
+        default=None, description="Last updated, when the page or feed says so."
+    )
+    fetched_at: AwareDatetime = Field(description="When newsflow fetched the page.")
+    language: str | None = Field(default=None, description="ISO 639-1 code, e.g. 'en'.")
+    source: str | None = Field(default=None, description="Site name of the publisher.")
+    domain: str = Field(description="Host name of the canonical URL, without 'www.'.")
+    feed_url: str = Field(description="Feed the article was found in.")
+    feed_name: str | None = Field(default=None, description="Name of that feed.")
+    tags: list[str] = Field(default_factory=list, description="Categories and tags.")
+    image_url: str | None = Field(default=None, description="Main image.")
+    content_hash: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the normalised text."
+    )
+
+    @staticmethod
+    def revision_of(moment: datetime) -> int:
+        """The revision number of content observed at ``moment``."""
+        return int(moment.timestamp() * 1_000_000)

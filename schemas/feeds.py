@@ -1,0 +1,71 @@
+"""Feed configuration (from a feeds file) and feed state (kept in the store)."""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+__all__ = ["FeedConfig", "FeedEntry", "FeedState"]
+
+
+class FeedConfig(BaseModel):
+    """One feed as listed in an OPML or TOML/YAML feeds file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(description="Feed URL (RSS or Atom).")
+    name: str | None = Field(default=None, description="Display name.")
+    enabled: bool = Field(default=True, description="Disabled feeds are never polled.")
+    poll_interval: float | None = Field(
+        default=None, ge=0, description="Minimum seconds between polls; default from settings."
+    )
+    tags: list[str] = Field(default_factory=list, description="Tags given to its articles.")
+    language: str | None = Field(default=None, description="Language hint for its articles.")
+    respect_robots: bool | None = Field(
+        default=None, description="Override the global robots.txt setting for this feed."
+    )
+
+
+class FeedState(BaseModel):
+    """What newsflow remembers about a feed between polls."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    feed_url: str = Field(description="The feed's URL as configured (the state's key).")
+    fetch_url: str | None = Field(
+        default=None, description="Where a permanent redirect moved the feed, if anywhere."
+    )
+    name: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = Field(default=None, description="SHA-256 of the last body.")
+    ttl_seconds: float | None = Field(default=None, description="The feed's own <ttl>.")
+    last_attempt_at: AwareDatetime | None = None
+    last_success_at: AwareDatetime | None = None
+    next_poll_at: AwareDatetime | None = None
+    consecutive_failures: int = 0
+    last_error_class: str | None = None
+    last_error_message: str | None = None
+    last_status: str | None = Field(
+        default=None, description="ok, not_modified, unchanged, failed or bozo."
+    )
+    bozo_message: str | None = Field(
+        default=None, description="Parser complaint about a malformed but usable feed."
+    )
+    entries_seen: int = Field(default=0, description="Entries in the last parsed body.")
+
+
+class FeedEntry(BaseModel):
+    """One entry of a parsed feed: what the feed says about an article."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    link: str = Field(description="Absolute article URL as the feed gives it.")
+    guid: str | None = Field(default=None, description="The entry's id/guid.")
+    title: str | None = None
+    summary: str | None = Field(default=None, description="Plain-text summary.")
+    authors: list[str] = Field(default_factory=list)
+    published_at: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
+    tags: list[str] = Field(default_factory=list)
+    language: str | None = Field(default=None, description="Feed language (or config hint).")
+    image_url: str | None = None

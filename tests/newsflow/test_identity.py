@@ -1,0 +1,44 @@
+from newsflow.identity import canonical_url, content_hash, doc_id, domain_of
+
+
+def test_canonical_url_normalises_case_port_fragment_and_tracking() -> None:
+    url = "HTTP://WWW.Example.COM:80/a/b?utm_source=rss&b=2&a=1&fbclid=x&gclid=y&mc_cid=z#top"
+    assert canonical_url(url) == "http://www.example.com/a/b?a=1&b=2"
+
+
+def test_https_default_port_dropped_and_query_kept() -> None:
+    assert canonical_url("https://example.com:443/x?id=5&utm_medium=feed") == (
+        "https://example.com/x?id=5"
+    )
+
+
+def test_same_site_canonical_wins() -> None:
+    link = "https://news.example.com/world/story-123.html?utm_source=rss"
+    page = "https://news.example.com/world/story-123-full.html"
+    assert canonical_url(link, page) == page
+
+
+def test_other_site_canonical_is_ignored() -> None:
+    link = "https://news.example.com/story?id=1"
+    assert canonical_url(link, "https://aggregator.example.org/copy") == link
+
+
+def test_relative_canonical_is_ignored() -> None:
+    assert canonical_url("https://a.example/x", "/y") == "https://a.example/x"
+
+
+def test_tracking_variants_share_one_doc_id() -> None:
+    plain = doc_id(canonical_url("https://a.example/story.html"))
+    tracked = doc_id(canonical_url("https://A.example/story.html?utm_source=x&utm_campaign=y"))
+    assert plain == tracked
+    assert len(plain) == 32 and int(plain, 16) >= 0
+    assert doc_id(canonical_url("https://a.example/other.html")) != plain
+
+
+def test_content_hash_ignores_whitespace_and_unicode_form() -> None:
+    assert content_hash("Caf\u00e9  opens\n today") == content_hash("Cafe\u0301 opens today")
+    assert content_hash("one text") != content_hash("another text")
+
+
+def test_domain_of_strips_www() -> None:
+    assert domain_of("https://www.example.com/a") == "example.com"
