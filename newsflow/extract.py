@@ -1,0 +1,211 @@
+"""Extraction stage: article HTML -> text and metadata, in a pool of worker processes.
+
+The text is exactly what ``trafilatura.extract(html, include_comments=False,
+include_tables=True)`` returns for the page; metadata comes from the same trafilatura
+pass. Extraction is CPU-bound, so it runs in a process pool that lives as long as the
+:class:`Extractor` (one per flow run, never one per article). Each page runs under a
+time limit and each worker under an address-space limit: a pathological page costs its
+worker, never the run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import multiprocessing
+import re
+import resource
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import pebble
+
+from newsflow.settings import ExtractSettings
+from schemas import PageExtraction
+
+__all__ = ["ExtractSkip", "Extractor", "Page", "extract_page"]
+
+logger = logging.getLogger(__name__)
+
+# Metadata trafilatura does not report: the page's "updated" stamp and its language.
+_MODIFIED_META = re.compile(
+    r"<meta\b[^>]*?(?:property|name|itemprop)\s*=\s*[\"']"
+    r"(?:article:modified_time|og:updated_time|dateModified|last-modified)[\"'][^>]*>",
+    re.IGNORECASE,
+)
+_CONTENT_ATTR = re.compile(r"content\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
+_MODIFIED_JSONLD = re.compile(r"\"dateModified\"\s*:\s*\"([^\"]+)\"")
+_HTML_LANG = re.compile(r"<html\b[^>]*?\blang\s*=\s*[\"']?([A-Za-z]{2,3})", re.IGNORECASE)
+# No extensive search: htmldate would guess a date from a copyright line or any year on
+# the page, and a guess must not win over the date the feed gives.
+_DATE_PARAMS = {"original_date": True, "extensive_search": False,
+                "outputformat": "%Y-%m-%dT%H:%M:%S%z"}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """An article page to extract: its HTML and the URL it was fetched from."""
+
+    url: str
+    html: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractSkip:
+    """A page that yielded no article, and why (a counted outcome, not an error)."""
+
+    reason: str
+    """``too_short``, ``no_text``, ``timeout``, ``memory``, ``worker_crashed`` or ``error``."""
+    detail: str = ""
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _modified_time(html: str) -> datetime | None:
+    head = html[:200_000]
+    for tag in _MODIFIED_META.finditer(head):
+        content = _CONTENT_ATTR.search(tag.group(0))
+        if content and (moment := _parse_time(content.group(1))):
+            return moment
+    match = _MODIFIED_JSONLD.search(head)
+    return _parse_time(match.group(1)) if match else None
+
+
+def _split_authors(author: str | None) -> list[str]:
+    if not author:
+        return []
+    return [name.strip() for name in author.split(";") if name.strip()]
+
+
+def _tags(values: list[str]) -> list[str]:
+    # trafilatura reports a keywords meta tag as one comma-joined string.
+    split = (part.strip() for value in values for part in value.split(","))
+    return list(dict.fromkeys(tag for tag in split if tag))
+
+
+def extract_page(html: str, url: str, min_text_chars: int) -> PageExtraction | ExtractSkip:
+    """Extract one page in this process (the pool's workers run this)."""
+    from trafilatura import bare_extraction
+    from trafilatura.utils import normalize_unicode
+    from trafilatura.xml import xmltotxt
+
+    try:
+        document: Any = bare_extraction(
+            html,
+            url=url,
+            include_comments=False,
+            include_tables=True,
+            with_metadata=True,
+            date_extraction_params=_DATE_PARAMS,
+        )
+    except MemoryError:
+        return ExtractSkip("memory", "page exceeded the worker's memory limit")
+    except Exception as exc:  # lxml/trafilatura errors may not pickle: report them here
+        message = f"{type(exc).__name__}: {exc}"
+        reason = "memory" if "memory" in message.lower() else "error"
+        return ExtractSkip(reason, message[:500])
+    if document is None or document.body is None:
+        return ExtractSkip("no_text", "trafilatura found no main text")
+    # The same conversion trafilatura.extract() applies to the body for plain text.
+    text: str = normalize_unicode(xmltotxt(document.body, False))
+    if len(text) < min_text_chars:
+        return ExtractSkip("too_short", f"{len(text)} characters < {min_text_chars}")
+    lang = _HTML_LANG.search(html[:5000])
+    return PageExtraction(
+        text=text,
+        title=document.title or None,
+        authors=_split_authors(document.author),
+        published_at=_parse_time(document.date),
+        updated_at=_modified_time(html),
+        site_name=document.sitename or None,
+        language=(document.language or (lang.group(1) if lang else None) or "").lower() or None,
+        description=document.description or None,
+        tags=_tags([*(document.categories or []), *(document.tags or [])]),
+        image_url=document.image or None,
+        canonical_url=document.url if document.url and document.url != url else None,
+    )
+
+
+def _init_worker(memory_mb: int) -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = memory_mb * 1024 * 1024
+    if hard == resource.RLIM_INFINITY or limit < hard:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    import trafilatura  # noqa: F401  (import once per worker, not per page)
+
+
+class Extractor:
+    """A pool of extraction workers; use as a context manager around a whole run."""
+
+    def __init__(self, settings: ExtractSettings) -> None:
+        self._settings = settings
+        # forkserver: the parent runs threads (Prefect, HTTP), which fork does not survive.
+        self._pool = pebble.ProcessPool(
+            max_workers=settings.workers,
+            initializer=_init_worker,
+            initargs=(settings.page_memory_mb,),
+            context=multiprocessing.get_context("forkserver"),
+        )
+
+    def __enter__(self) -> Extractor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def extract_many(
+        self, pages: Sequence[Page], on_done: Callable[[], None] | None = None
+    ) -> list[PageExtraction | ExtractSkip]:
+        """Extract pages in parallel; results in input order."""
+        futures = [
+            self._pool.schedule(
+                extract_page,
+                args=(page.html, page.url, self._settings.min_text_chars),
+                timeout=self._settings.page_timeout,
+            )
+            for page in pages
+        ]
+        results: list[PageExtraction | ExtractSkip] = []
+        for page, future in zip(pages, futures, strict=True):
+            results.append(self._outcome(page, future))
+            if on_done is not None:
+                on_done()
+        return results
+
+    def _outcome(
+        self, page: Page, future: concurrent.futures.Future[PageExtraction | ExtractSkip]
+    ) -> PageExtraction | ExtractSkip:
+        try:
+            return future.result()
+        except concurrent.futures.TimeoutError:
+            logger.warning("extraction timed out url=%s", page.url)
+            return ExtractSkip("timeout", f"over {self._settings.page_timeout:g} s")
+        except pebble.ProcessExpired as exc:
+            logger.warning("extraction worker died url=%s exitcode=%s", page.url, exc.exitcode)
+            return ExtractSkip("worker_crashed", f"worker exit code {exc.exitcode}")
+        except MemoryError:
+            return ExtractSkip("memory", "page exceeded the worker's memory limit")
+        except Exception as exc:  # a trafilatura bug on one page must not end the run
+            logger.warning("extraction failed url=%s error=%r", page.url, exc)
+            return ExtractSkip("error", f"{type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        """Stop the workers."""
+        self._pool.close()  # type: ignore[no-untyped-call]
+        self._pool.join()
