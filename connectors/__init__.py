@@ -1,0 +1,63 @@
+"""Connectors: the buffer (Kafka or embedded) and the store (Elasticsearch or embedded).
+
+:func:`open_buffer` and :func:`open_store` pick the implementation from the settings:
+the real services when their address is configured, the embedded ones otherwise.
+"""
+
+from __future__ import annotations
+
+from connectors.buffer import Buffer, Consumer, InRecord, OutRecord
+from connectors.store import IndexOutcome, SearchHit, SearchQuery, SearchResult, SeenDoc, Store
+from newsflow.errors import ConfigError
+from newsflow.settings import Settings
+
+__all__ = [
+    "Buffer",
+    "Consumer",
+    "InRecord",
+    "IndexOutcome",
+    "OutRecord",
+    "SearchHit",
+    "SearchQuery",
+    "SearchResult",
+    "SeenDoc",
+    "Store",
+    "backend_names",
+    "open_buffer",
+    "open_store",
+]
+
+
+def backend_names(settings: Settings) -> tuple[str, str]:
+    """Human names of the buffer and store these settings select."""
+    buffer = (
+        f"kafka {settings.kafka.bootstrap_servers}"
+        if settings.kafka.bootstrap_servers
+        else (f"embedded {settings.data_dir / 'buffer.sqlite3'}")
+    )
+    store = (
+        f"elasticsearch {settings.elasticsearch.url}"
+        if settings.elasticsearch.url
+        else (f"embedded {settings.data_dir / 'store.sqlite3'}")
+    )
+    return buffer, store
+
+
+def open_buffer(settings: Settings) -> Buffer:
+    """Kafka when ``NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS`` is set, else the embedded log."""
+    if settings.kafka.bootstrap_servers:
+        from connectors.kafka import KafkaBuffer
+
+        return KafkaBuffer(settings.kafka)
+    raise ConfigError(
+        "NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS is not set (the embedded buffer is not built yet)"
+    )
+
+
+def open_store(settings: Settings) -> Store:
+    """Elasticsearch when ``NEWSFLOW_ELASTICSEARCH_URL`` is set, else the embedded store."""
+    if settings.elasticsearch.url:
+        from connectors.elasticsearch import ElasticsearchStore
+
+        return ElasticsearchStore(settings.elasticsearch)
+    raise ConfigError("NEWSFLOW_ELASTICSEARCH_URL is not set (the embedded store is not built yet)")

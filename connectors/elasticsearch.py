@@ -1,0 +1,386 @@
+"""The Elasticsearch store: deduplicated articles, their history and feed state.
+
+Layout (all created by :meth:`ElasticsearchStore.ensure`, idempotently):
+
+- an index template over ``<index>-*`` and ``<history_index>-*`` with the article mapping;
+- ``<index>-000001`` behind the alias ``<index>`` (write index: rollover-ready);
+- ``<history_index>-000001`` behind the alias ``<history_index>``: one document per
+  revision, id ``<doc_id>:<revision>``;
+- ``<feeds_index>``: one document per feed.
+
+Newest-revision-wins is Elasticsearch's external versioning with ``version=revision``:
+an older or repeated revision gets a 409, which is counted as a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import elasticsearch
+from elasticsearch import Elasticsearch
+
+from connectors.store import IndexOutcome, SearchHit, SearchQuery, SearchResult, SeenDoc
+from newsflow.errors import BackendUnavailable, PermanentError
+from newsflow.settings import ElasticsearchSettings
+from schemas import Article, FeedState
+
+__all__ = ["ARTICLE_MAPPING", "FEED_MAPPING", "ElasticsearchStore"]
+
+logger = logging.getLogger(__name__)
+
+_KEYWORD = {"type": "keyword"}
+_DATE = {"type": "date"}
+ARTICLE_MAPPING: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "schema_version": _KEYWORD,
+        "doc_id": _KEYWORD,
+        "revision": {"type": "long"},
+        "url": _KEYWORD,
+        "source_url": _KEYWORD,
+        "alias_ids": _KEYWORD,
+        "title": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 512}}},
+        "text": {"type": "text"},
+        "summary": {"type": "text"},
+        "authors": {"type": "keyword", "fields": {"text": {"type": "text"}}},
+        "published_at": _DATE,
+        "updated_at": _DATE,
+        "fetched_at": _DATE,
+        "language": _KEYWORD,
+        "source": {"type": "keyword", "fields": {"text": {"type": "text"}}},
+        "domain": _KEYWORD,
+        "feed_url": _KEYWORD,
+        "feed_name": _KEYWORD,
+        "tags": _KEYWORD,
+        "image_url": {"type": "keyword", "index": False, "doc_values": False},
+        "content_hash": _KEYWORD,
+    },
+}
+"""Mapping of article and history indices; the Kibana objects rely on these types."""
+
+FEED_MAPPING: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "feed_url": _KEYWORD,
+        "fetch_url": _KEYWORD,
+        "name": _KEYWORD,
+        "etag": {"type": "keyword", "index": False},
+        "last_modified": {"type": "keyword", "index": False},
+        "body_hash": {"type": "keyword", "index": False},
+        "ttl_seconds": {"type": "float"},
+        "last_attempt_at": _DATE,
+        "last_success_at": _DATE,
+        "next_poll_at": _DATE,
+        "consecutive_failures": {"type": "integer"},
+        "last_error_class": _KEYWORD,
+        "last_error_message": {"type": "text", "fields": {"keyword": _KEYWORD}},
+        "last_status": _KEYWORD,
+        "bozo_message": {"type": "text"},
+        "entries_seen": {"type": "integer"},
+    },
+}  # fmt: skip
+
+_SEEN_FIELDS = ["doc_id", "revision", "content_hash", "updated_at", "published_at", "alias_ids"]
+_TRANSIENT_STATUSES = {429, 502, 503, 504}
+
+
+def _feed_key(feed_url: str) -> str:
+    return hashlib.sha256(feed_url.encode("utf-8")).hexdigest()[:32]
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """Turn client exceptions into newsflow's transient/permanent markers."""
+    try:
+        yield
+    except (elasticsearch.ConnectionError, elasticsearch.ConnectionTimeout) as exc:
+        raise BackendUnavailable(f"Elasticsearch unreachable during {action}: {exc}") from exc
+    except elasticsearch.ApiError as exc:
+        if exc.meta.status in _TRANSIENT_STATUSES or exc.meta.status >= 500:
+            raise BackendUnavailable(f"Elasticsearch {action} failed: {exc}") from exc
+        raise PermanentError(f"Elasticsearch {action} failed: {exc}") from exc
+
+
+class ElasticsearchStore:
+    """Store implementation on an Elasticsearch 8 cluster."""
+
+    def __init__(
+        self, settings: ElasticsearchSettings, client: Elasticsearch | None = None
+    ) -> None:
+        if not settings.url and client is None:
+            raise BackendUnavailable("NEWSFLOW_ELASTICSEARCH_URL is not set")
+        self._settings = settings
+        self._alias = settings.index
+        self._history = settings.history_index
+        self._feeds = settings.feeds_index
+        tls: dict[str, Any] = {"ca_certs": str(settings.ca_certs)} if settings.ca_certs else {}
+        self._client = client or Elasticsearch(
+            settings.url,
+            basic_auth=(
+                (settings.username, settings.password.get_secret_value())
+                if settings.username and settings.password
+                else None
+            ),
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            verify_certs=settings.verify_certs,
+            **tls,
+            request_timeout=settings.request_timeout,
+            # Retries live in the indexer (with backoff), not in the transport.
+            max_retries=0,
+            retry_on_timeout=False,
+        )
+
+    @property
+    def client(self) -> Elasticsearch:
+        """The underlying client (for operations tooling such as ``newsflow doctor``)."""
+        return self._client
+
+    # -- set-up ----------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        s = self._settings
+        index_settings = {"number_of_shards": s.shards, "number_of_replicas": s.replicas}
+        with _translated("set-up"):
+            self._client.indices.put_index_template(
+                name=f"{self._alias}-template",
+                index_patterns=[f"{self._alias}-*", f"{self._history}-*"],
+                template={"settings": index_settings, "mappings": ARTICLE_MAPPING},
+                priority=100,
+                meta={"managed_by": "newsflow"},
+            )
+            for alias in (self._alias, self._history):
+                if not self._client.indices.exists_alias(name=alias):
+                    self._create_index(f"{alias}-000001", {alias: {"is_write_index": True}})
+            if not self._client.indices.exists(index=self._feeds):
+                self._create_index(
+                    self._feeds, None, settings=index_settings, mappings=FEED_MAPPING
+                )
+
+    def _create_index(
+        self,
+        name: str,
+        aliases: dict[str, Any] | None,
+        settings: dict[str, Any] | None = None,
+        mappings: dict[str, Any] | None = None,
+    ) -> None:
+        try:
+            self._client.indices.create(
+                index=name, aliases=aliases, settings=settings, mappings=mappings
+            )
+            logger.info("created index=%s", name)
+        except elasticsearch.BadRequestError as exc:
+            if exc.error != "resource_already_exists_exception":
+                raise  # another process may have created it concurrently: that is fine
+
+    # -- articles --------------------------------------------------------------------
+
+    def index_batch(self, articles: Sequence[Article]) -> IndexOutcome:
+        outcome = IndexOutcome()
+        if not articles:
+            return outcome
+        operations: list[dict[str, Any]] = []
+        for article in articles:
+            doc = article.model_dump(mode="json")
+            operations.append(
+                {
+                    "index": {
+                        "_index": self._alias,
+                        "_id": article.doc_id,
+                        "version": article.revision,
+                        "version_type": "external",
+                    }
+                }
+            )
+            operations.append(doc)
+            operations.append(
+                {"create": {"_index": self._history, "_id": f"{article.doc_id}:{article.revision}"}}
+            )
+            operations.append(doc)
+        with _translated("bulk index"):
+            response = self._client.bulk(operations=operations)
+        items = response["items"]
+        for position in range(len(articles)):
+            main = items[2 * position]["index"]
+            history = items[2 * position + 1]["create"]
+            status = int(main["status"])
+            history_status = int(history["status"])
+            if status in _TRANSIENT_STATUSES or history_status in _TRANSIENT_STATUSES:
+                outcome.retry.append(position)
+            elif status in (200, 201):
+                outcome.indexed += 1
+            elif status == 409:
+                outcome.duplicates += 1
+            else:
+                error = main.get("error") or history.get("error") or {}
+                outcome.rejected[position] = f"{error.get('type')}: {error.get('reason')}"
+            if (
+                position not in outcome.rejected
+                and history_status not in (200, 201, 409)
+                and history_status not in _TRANSIENT_STATUSES
+            ):
+                error = history.get("error") or {}
+                outcome.rejected[position] = f"history {error.get('type')}: {error.get('reason')}"
+        return outcome
+
+    def lookup(self, ids: Sequence[str]) -> dict[str, SeenDoc]:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        with _translated("lookup"):
+            response = self._client.search(
+                index=self._alias,
+                query={
+                    "bool": {
+                        "should": [
+                            {"ids": {"values": wanted}},
+                            {"terms": {"alias_ids": wanted}},
+                        ]
+                    }
+                },
+                source_includes=_SEEN_FIELDS,
+                size=len(wanted) * 2,
+            )
+        found: dict[str, SeenDoc] = {}
+        wanted_set = set(wanted)
+        for hit in response["hits"]["hits"]:
+            source = hit["_source"]
+            seen = SeenDoc(
+                doc_id=source["doc_id"],
+                revision=int(source["revision"]),
+                content_hash=source["content_hash"],
+                updated_at=_time(source.get("updated_at")),
+                published_at=_time(source.get("published_at")),
+            )
+            for key in [source["doc_id"], *source.get("alias_ids", [])]:
+                if key in wanted_set:
+                    found[key] = seen
+        return found
+
+    def get(self, doc_id: str) -> Article | None:
+        with _translated("get"):
+            response = self._client.search(
+                index=self._alias, query={"ids": {"values": [doc_id]}}, size=1
+            )
+        hits = response["hits"]["hits"]
+        return Article.model_validate(hits[0]["_source"]) if hits else None
+
+    def history(self, doc_id: str) -> list[Article]:
+        with _translated("history"):
+            response = self._client.search(
+                index=self._history,
+                query={"term": {"doc_id": doc_id}},
+                sort=[{"revision": "asc"}],
+                size=1000,
+            )
+        return [Article.model_validate(hit["_source"]) for hit in response["hits"]["hits"]]
+
+    def count(self) -> int:
+        with _translated("count"):
+            return int(self._client.count(index=self._alias)["count"])
+
+    def search(self, query: SearchQuery) -> SearchResult:
+        filters: list[dict[str, Any]] = []
+        if query.source:
+            filters.append({"term": {"source": query.source}})
+        if query.language:
+            filters.append({"term": {"language": query.language}})
+        if query.since:
+            filters.append({"range": {"published_at": {"gte": query.since.isoformat()}}})
+        with _translated("search"):
+            response = self._client.search(
+                index=self._alias,
+                query={
+                    "bool": {
+                        "must": [
+                            {
+                                "multi_match": {
+                                    "query": query.text,
+                                    "fields": ["title^3", "summary^2", "text", "authors.text"],
+                                }
+                            }
+                        ],
+                        "filter": filters,
+                    }
+                },
+                highlight={
+                    "fields": {"text": {}, "title": {"number_of_fragments": 0}},
+                    "pre_tags": ["[["],
+                    "post_tags": ["]]"],
+                    "fragment_size": 180,
+                    "number_of_fragments": 1,
+                },
+                source_excludes=["text"],
+                size=query.limit,
+                track_total_hits=True,
+            )
+        hits: list[SearchHit] = []
+        for hit in response["hits"]["hits"]:
+            source = hit["_source"]
+            snippet = (hit.get("highlight", {}).get("text") or [source.get("summary") or ""])[0]
+            hits.append(
+                SearchHit(
+                    doc_id=source["doc_id"],
+                    score=float(hit["_score"] or 0.0),
+                    title=source["title"],
+                    url=source["url"],
+                    source=source.get("source"),
+                    published_at=_time(source.get("published_at")),
+                    snippet=snippet,
+                )
+            )
+        return SearchResult(total=int(response["hits"]["total"]["value"]), hits=hits)
+
+    # -- feed state ------------------------------------------------------------------
+
+    def feed_states(self, feed_urls: Sequence[str]) -> dict[str, FeedState]:
+        if not feed_urls:
+            return {}
+        with _translated("feed state read"):
+            response = self._client.mget(
+                index=self._feeds, ids=[_feed_key(url) for url in feed_urls]
+            )
+        states: dict[str, FeedState] = {}
+        for doc in response["docs"]:
+            if doc.get("found"):
+                state = FeedState.model_validate(doc["_source"])
+                states[state.feed_url] = state
+        return states
+
+    def put_feed_states(self, states: Sequence[FeedState]) -> None:
+        if not states:
+            return
+        operations: list[dict[str, Any]] = []
+        for state in states:
+            operations.append({"index": {"_index": self._feeds, "_id": _feed_key(state.feed_url)}})
+            operations.append(state.model_dump(mode="json"))
+        with _translated("feed state write"):
+            response = self._client.bulk(operations=operations)
+        if response["errors"]:
+            reasons = {
+                str(item["index"].get("error", {}).get("reason"))
+                for item in response["items"]
+                if item["index"].get("error")
+            }
+            raise BackendUnavailable(f"feed state not stored: {'; '.join(sorted(reasons))}")
+
+    def all_feed_states(self) -> list[FeedState]:
+        """Every stored feed state (for ``newsflow feeds status``)."""
+        with _translated("feed state read"):
+            response = self._client.search(index=self._feeds, size=10_000)
+        return [FeedState.model_validate(hit["_source"]) for hit in response["hits"]["hits"]]
+
+    def refresh(self) -> None:
+        with _translated("refresh"):
+            self._client.indices.refresh(index=[self._alias, self._history, self._feeds])
+
+    def close(self) -> None:
+        self._client.close()

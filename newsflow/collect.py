@@ -1,0 +1,186 @@
+"""Collect stage: a feed's entries -> article revisions worth publishing.
+
+Three steps, each batched per feed:
+
+1. :func:`plan` looks up every entry's id in the store in one request and keeps the
+   entries never seen, or seen with an older update time than the feed now reports;
+2. the pages are fetched concurrently and extracted in the extraction pool;
+3. each page becomes an :class:`~schemas.Article` with its identity; a revision whose
+   content is unchanged from the stored one (or that another feed of the same run
+   already produced) is counted as a duplicate and dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from connectors.store import SeenDoc, Store
+from newsflow.errors import FetchError
+from newsflow.extract import Extractor, ExtractSkip, Page
+from newsflow.fetch import (
+    BlockedAddress,
+    BodyTooLarge,
+    Fetcher,
+    FetchResponse,
+    HttpStatusError,
+    RobotsDisallowed,
+)
+from newsflow.identity import canonical_url, content_hash, doc_id, domain_of
+from newsflow.summary import PollSummary
+from schemas import Article, FeedConfig, FeedEntry, PageExtraction
+
+__all__ = ["Claims", "build_article", "collect", "plan"]
+
+
+class Claims:
+    """doc_ids produced during one run, so two feeds carrying one story publish it once."""
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+        self._lock = threading.Lock()
+
+    def claim(self, doc_id: str) -> bool:
+        """True the first time ``doc_id`` is claimed in this run."""
+        with self._lock:
+            if doc_id in self._ids:
+                return False
+            self._ids.add(doc_id)
+            return True
+
+    def release(self, doc_ids: Sequence[str]) -> None:
+        """Forget claims whose publication failed, so a retry may publish them."""
+        with self._lock:
+            self._ids.difference_update(doc_ids)
+
+
+def _link_id(link: str) -> str:
+    return doc_id(canonical_url(link))
+
+
+def _is_newer(entry: FeedEntry, seen: SeenDoc) -> bool:
+    if entry.updated_at is None:
+        return False
+    known = seen.updated_at or seen.published_at
+    return known is None or entry.updated_at > known
+
+
+def plan(entries: Sequence[FeedEntry], store: Store) -> list[FeedEntry]:
+    """Entries whose page must be fetched: unseen, or updated since it was indexed."""
+    unique: dict[str, FeedEntry] = {}
+    for entry in entries:
+        unique.setdefault(_link_id(entry.link), entry)
+    seen = store.lookup(list(unique))
+    return [
+        entry for key, entry in unique.items() if key not in seen or _is_newer(entry, seen[key])
+    ]
+
+
+def _skip_reason(error: FetchError) -> str:
+    if isinstance(error, RobotsDisallowed):
+        return "robots"
+    if isinstance(error, BlockedAddress):
+        return "blocked_address"
+    if isinstance(error, BodyTooLarge):
+        return "too_large"
+    if isinstance(error, HttpStatusError):
+        return f"http_{error.status}"
+    return "fetch_error"
+
+
+def build_article(
+    feed: FeedConfig,
+    entry: FeedEntry,
+    final_url: str,
+    page: PageExtraction,
+    fetched_at: datetime,
+) -> Article:
+    """One revision of an article from what the page and the feed say (page first)."""
+    canonical = canonical_url(final_url, page.canonical_url)
+    key = doc_id(canonical)
+    aliases = {_link_id(entry.link), _link_id(final_url)} - {key}
+    return Article(
+        doc_id=key,
+        revision=Article.revision_of(fetched_at),
+        url=canonical,
+        source_url=entry.link,
+        alias_ids=sorted(aliases),
+        title=page.title or entry.title or canonical,
+        text=page.text,
+        summary=page.description or entry.summary,
+        authors=page.authors or entry.authors,
+        published_at=page.published_at or entry.published_at,
+        updated_at=page.updated_at or entry.updated_at,
+        fetched_at=fetched_at,
+        language=page.language or entry.language or feed.language,
+        source=page.site_name or feed.name or domain_of(canonical),
+        domain=domain_of(canonical),
+        feed_url=feed.url,
+        feed_name=feed.name,
+        tags=list(dict.fromkeys([*page.tags, *entry.tags, *feed.tags])),
+        image_url=page.image_url or entry.image_url,
+        content_hash=content_hash(page.text),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    entry: FeedEntry
+    response: FetchResponse
+    fetched_at: datetime
+
+
+def collect(
+    feed: FeedConfig,
+    entries: Sequence[FeedEntry],
+    *,
+    fetcher: Fetcher,
+    extractor: Extractor,
+    store: Store,
+    claims: Claims,
+    respect_robots: bool | None = None,
+    on_page: Callable[[], None] | None = None,
+) -> tuple[list[Article], PollSummary]:
+    """Fetch, extract and identify the planned entries of one feed."""
+    counts = PollSummary()
+    fetched: list[_Fetched] = []
+    results = fetcher.get_many([e.link for e in entries], respect_robots=respect_robots)
+    for entry, result in zip(entries, results, strict=True):
+        if isinstance(result, FetchError):
+            counts.skipped[_skip_reason(result)] += 1
+            if on_page is not None:
+                on_page()
+        elif not result.is_html:
+            counts.fetched += 1
+            counts.skipped["not_html"] += 1
+            if on_page is not None:
+                on_page()
+        else:
+            counts.fetched += 1
+            fetched.append(_Fetched(entry, result, datetime.now(UTC)))
+
+    pages = [Page(url=f.response.url, html=f.response.text()) for f in fetched]
+    extractions = extractor.extract_many(pages, on_done=on_page)
+
+    candidates: list[Article] = []
+    for item, extraction in zip(fetched, extractions, strict=True):
+        if isinstance(extraction, ExtractSkip):
+            counts.skipped[extraction.reason] += 1
+            continue
+        counts.extracted += 1
+        candidates.append(
+            build_article(feed, item.entry, item.response.url, extraction, item.fetched_at)
+        )
+
+    stored = store.lookup([a.doc_id for a in candidates])
+    articles: list[Article] = []
+    for article in candidates:
+        previous = stored.get(article.doc_id)
+        unchanged = previous is not None and previous.content_hash == article.content_hash
+        if unchanged or not claims.claim(article.doc_id):
+            counts.duplicates += 1
+        else:
+            articles.append(article)
+    return articles, counts

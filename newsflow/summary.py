@@ -1,0 +1,76 @@
+"""Run counters: what a polling or indexing run did, as one key=value line or a table."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field, fields
+
+__all__ = ["IndexSummary", "PollSummary"]
+
+
+def _line(values: dict[str, object]) -> str:
+    return " ".join(f"{key}={value}" for key, value in values.items())
+
+
+@dataclass
+class PollSummary:
+    """Counts of one ``poll_feeds`` run (merged from per-feed counts)."""
+
+    feeds_polled: int = 0
+    feeds_not_due: int = 0
+    not_modified: int = 0
+    failed: int = 0
+    entries_seen: int = 0
+    new: int = 0
+    fetched: int = 0
+    extracted: int = 0
+    published: int = 0
+    duplicates: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def merge(self, other: PollSummary) -> None:
+        """Add ``other``'s counts to these (thread-safe)."""
+        with self._lock:
+            for f in fields(self):
+                if f.name == "_lock":
+                    continue
+                if f.name == "skipped":
+                    self.skipped.update(other.skipped)
+                else:
+                    setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def as_dict(self) -> dict[str, object]:
+        values: dict[str, object] = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("_lock", "skipped")
+        }
+        values["skipped"] = sum(self.skipped.values())
+        for reason, count in sorted(self.skipped.items()):
+            values[f"skipped.{reason}"] = count
+        return values
+
+    def line(self) -> str:
+        """One ``key=value`` line, e.g. for logs."""
+        return _line(self.as_dict())
+
+
+@dataclass
+class IndexSummary:
+    """Counts of one indexer run."""
+
+    consumed: int = 0
+    indexed: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    batches: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def line(self) -> str:
+        """One ``key=value`` line, e.g. for logs."""
+        return _line(self.as_dict())

@@ -1,0 +1,121 @@
+"""The store contract: every Store implementation must pass these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from connectors.store import SearchQuery, Store
+from newsflow.identity import content_hash, doc_id
+from schemas import Article, FeedState
+
+pytestmark = pytest.mark.integration
+
+
+def _revision(article: Article, minutes: int, text: str | None = None) -> Article:
+    moment = article.fetched_at + timedelta(minutes=minutes)
+    body = text or article.text
+    return article.model_copy(
+        update={
+            "revision": Article.revision_of(moment),
+            "fetched_at": moment,
+            "text": body,
+            "content_hash": content_hash(body),
+        }
+    )
+
+
+def test_ensure_is_idempotent(store: Store) -> None:
+    store.ensure()
+    store.ensure()
+    assert store.count() == 0
+
+
+def test_newest_revision_wins_whatever_the_order(store: Store, sample_article: Article) -> None:
+    first = sample_article
+    newer = _revision(first, 10, "Updated: the Senate passed the amended budget at night. " * 5)
+    assert store.index_batch([newer]).indexed == 1
+    late_old = store.index_batch([first])  # delivered after the newer one
+    assert (late_old.indexed, late_old.duplicates) == (0, 1)
+    replay = store.index_batch([newer])  # a redelivery
+    assert (replay.indexed, replay.duplicates) == (0, 1)
+    store.refresh()
+    current = store.get(first.doc_id)
+    assert current is not None and current.revision == newer.revision
+    assert current.text.startswith("Updated:")
+    assert store.count() == 1
+    assert [a.revision for a in store.history(first.doc_id)] == [first.revision, newer.revision]
+
+
+def test_lookup_matches_ids_and_aliases_in_one_call(store: Store, sample_article: Article) -> None:
+    alias = doc_id("https://news.example.com/politics/budget.html?from=feed")
+    article = sample_article.model_copy(update={"alias_ids": [alias]})
+    other = sample_article.model_copy(
+        update={"doc_id": doc_id("https://news.example.com/other"), "url": "https://x/other"}
+    )
+    store.index_batch([article, other])
+    store.refresh()
+    found = store.lookup([article.doc_id, alias, other.doc_id, doc_id("https://unknown/")])
+    assert set(found) == {article.doc_id, alias, other.doc_id}
+    assert found[alias].doc_id == article.doc_id
+    assert found[alias].content_hash == article.content_hash
+    assert found[alias].revision == article.revision
+
+
+def test_search_ranks_highlights_and_filters(store: Store, sample_article: Article) -> None:
+    german = sample_article.model_copy(
+        update={
+            "doc_id": doc_id("https://zeitung.example/haushalt"),
+            "url": "https://zeitung.example/haushalt",
+            "title": "Bundestag beschliesst Haushalt",
+            "text": "Der Bundestag hat den Haushalt am Dienstag beschlossen. " * 5,
+            "language": "de",
+            "source": "Zeitung",
+            "published_at": datetime(2020, 1, 1, tzinfo=UTC),
+        }
+    )
+    store.index_batch([sample_article, german])
+    store.refresh()
+    result = store.search(SearchQuery(text="senate budget"))
+    assert result.total == 1 and result.hits[0].doc_id == sample_article.doc_id
+    assert "[[" in result.hits[0].snippet and "]]" in result.hits[0].snippet
+    assert store.search(SearchQuery(text="Haushalt", language="de")).total == 1
+    assert store.search(SearchQuery(text="Haushalt", language="en")).total == 0
+    assert store.search(SearchQuery(text="Haushalt", source="Zeitung")).total == 1
+    since = datetime(2021, 1, 1, tzinfo=UTC)
+    assert store.search(SearchQuery(text="Haushalt", since=since)).total == 0
+
+
+def test_a_document_the_store_refuses_is_rejected_not_raised(
+    store: Store, sample_article: Article
+) -> None:
+    immense = sample_article.model_copy(
+        update={"doc_id": doc_id("https://x/immense"), "url": "https://x/" + "a" * 40_000}
+    )
+    outcome = store.index_batch([sample_article, immense])
+    assert outcome.indexed == 1
+    assert list(outcome.rejected) == [1]
+    assert outcome.rejected[1]
+
+
+def test_feed_state_round_trip(store: Store) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    state = FeedState(
+        feed_url="https://news.example.com/feeds/a.rss",
+        etag='"abc"',
+        consecutive_failures=2,
+        last_error_class="TransientFetchError",
+        last_error_message="timed out",
+        next_poll_at=now,
+    )
+    store.put_feed_states([state])
+    store.refresh()
+    loaded = store.feed_states([state.feed_url, "https://unknown/feed"])
+    assert list(loaded) == [state.feed_url]
+    assert loaded[state.feed_url] == state
+    updated = state.model_copy(update={"consecutive_failures": 0, "last_status": "ok"})
+    store.put_feed_states([updated])
+    store.refresh()
+    assert store.feed_states([state.feed_url])[state.feed_url].consecutive_failures == 0
+    assert [s.feed_url for s in store.all_feed_states()] == [state.feed_url]

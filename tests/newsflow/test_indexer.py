@@ -1,0 +1,115 @@
+"""The indexer on the real stack: dead letters, replays and out-of-order revisions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from kafka import KafkaConsumer
+
+from connectors import open_buffer, open_store
+from connectors.buffer import InRecord, OutRecord
+from newsflow.identity import content_hash
+from newsflow.indexer import DecodeError, Indexer, decode
+from newsflow.publish import encode
+from newsflow.settings import Settings
+from newsflow.summary import IndexSummary
+from schemas import Article
+
+
+def _record(
+    value: bytes, headers: dict[str, str] | None = None, key: str | None = None
+) -> InRecord:
+    return InRecord("t", 0, 7, key, value, headers or {})
+
+
+def test_decode_accepts_an_encoded_article(sample_article: Article) -> None:
+    out = encode(sample_article)
+    assert decode(_record(out.value, out.headers, out.key)) == sample_article
+
+
+@pytest.mark.parametrize(
+    ("value", "headers", "message"),
+    [
+        (b"not json", {}, "invalid article"),
+        (b'{"doc_id": "x"}', {}, "invalid article"),
+        (b"{}", {"schema-version": "2.0"}, "unsupported schema version"),
+    ],
+)
+def test_decode_explains_what_is_wrong(value: bytes, headers: dict[str, str], message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        decode(_record(value, headers))
+
+
+def test_decode_refuses_a_key_that_is_not_the_doc_id(sample_article: Article) -> None:
+    out = encode(sample_article)
+    with pytest.raises(DecodeError, match="does not match"):
+        decode(_record(out.value, out.headers, "0" * 32))
+
+
+def _run_indexer() -> IndexSummary:
+    settings = Settings()
+    buffer, store = open_buffer(settings), open_store(settings)
+    try:
+        return Indexer(buffer, store, settings.kafka, settings.indexer).run(until_idle=True)
+    finally:
+        buffer.close()
+        store.close()
+
+
+@pytest.mark.integration
+def test_poison_goes_to_the_dlq_and_order_and_replays_do_not_matter(
+    stack_env: str, sample_article: Article
+) -> None:
+    settings = Settings()
+    newer_time = sample_article.fetched_at + timedelta(hours=1)
+    newer_text = "Late update: the budget passed with amendments on Wednesday. " * 5
+    newer = sample_article.model_copy(
+        update={
+            "revision": Article.revision_of(newer_time),
+            "fetched_at": newer_time,
+            "text": newer_text,
+            "content_hash": content_hash(newer_text),
+        }
+    )
+    buffer = open_buffer(settings)
+    buffer.ensure_topics([settings.kafka.topic, settings.kafka.dlq_topic])
+    poison = OutRecord(key="poison", value=b"\x00garbage{", headers={"schema-version": "1.0"})
+    # The newer revision arrives first, then the poison, then the older one, then a replay.
+    buffer.publish(settings.kafka.topic, [encode(newer)])
+    buffer.publish(settings.kafka.topic, [poison])
+    buffer.publish(settings.kafka.topic, [encode(sample_article), encode(newer)])
+    buffer.close()
+
+    summary = _run_indexer()
+    assert summary.consumed == 4
+    assert (summary.indexed, summary.duplicates, summary.dead_lettered) == (1, 2, 1)
+
+    store = open_store(settings)
+    store.refresh()
+    current = store.get(sample_article.doc_id)
+    assert current is not None and current.revision == newer.revision
+    assert store.count() == 1
+    assert [a.revision for a in store.history(sample_article.doc_id)] == [
+        sample_article.revision,
+        newer.revision,
+    ]
+    store.close()
+
+    dlq = KafkaConsumer(
+        settings.kafka.dlq_topic,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    letters = list(dlq)
+    dlq.close()
+    assert len(letters) == 1
+    headers = {k: v.decode() for k, v in letters[0].headers}
+    assert letters[0].value == poison.value
+    assert headers["origin-topic"] == settings.kafka.topic
+    assert headers["error-class"] == "DecodeError"
+    assert headers["origin-offset"].isdigit() and headers["origin-partition"].isdigit()
+
+    # Everything was committed: a second run finds nothing to do.
+    assert _run_indexer().consumed == 0
