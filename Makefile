@@ -1,0 +1,57 @@
+# newsflow developer commands. `make test` is the one command CI runs (.ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+STACK := deploy/local/stack
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: help install lint types unit integration test stack-up stack-down stack-status demo clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+install: $(VENV)/.synced  ## create .venv with the locked dependencies and newsflow itself
+
+lint: install  ## ruff check and ruff format --check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: install  ## mypy (strict on package code)
+	$(VENV)/bin/mypy
+
+unit: install  ## tests that need no Kafka or Elasticsearch
+	$(VENV)/bin/pytest -m "not integration"
+
+stack-up:  ## start Kafka and Elasticsearch on 127.0.0.1 (fetches jars from Maven Central once)
+	$(STACK) up
+
+stack-down:  ## stop them
+	$(STACK) down
+
+stack-status:  ## print NEWSFLOW_* lines for the running stack
+	$(STACK) status
+
+# The README's test command: set-up, real stack, lint, types, every test, stack down.
+test: install  ## everything CI runs, from a fresh clone
+	$(STACK) up
+	trap '$(STACK) down' EXIT; \
+	  $(VENV)/bin/ruff check . && \
+	  $(VENV)/bin/ruff format --check . && \
+	  $(VENV)/bin/mypy && \
+	  $(VENV)/bin/pytest
+
+clean:  ## remove the environments (the stack's jar cache stays in ~/.cache/newsflow)
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
