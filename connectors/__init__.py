@@ -49,9 +49,13 @@ def open_buffer(settings: Settings) -> Buffer:
         from connectors.kafka import KafkaBuffer
 
         return KafkaBuffer(settings.kafka)
-    raise ConfigError(
-        "NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS is not set (the embedded buffer is not built yet)"
-    )
+    from connectors.sqlite_buffer import SqliteBuffer
+
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"NEWSFLOW_DATA_DIR cannot be created: {exc}") from exc
+    return SqliteBuffer(settings.data_dir / "buffer.sqlite3", settings.kafka.partitions)
 
 
 def open_store(settings: Settings) -> Store:
@@ -60,4 +64,10 @@ def open_store(settings: Settings) -> Store:
         from connectors.elasticsearch import ElasticsearchStore
 
         return ElasticsearchStore(settings.elasticsearch)
-    raise ConfigError("NEWSFLOW_ELASTICSEARCH_URL is not set (the embedded store is not built yet)")
+    from connectors.sqlite_store import SqliteStore
+
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"NEWSFLOW_DATA_DIR cannot be created: {exc}") from exc
+    return SqliteStore(settings.data_dir / "store.sqlite3")

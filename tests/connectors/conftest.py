@@ -1,8 +1,13 @@
-"""Backends for the contract suites: every implementation of an interface runs them."""
+"""Backends for the contract suites: every implementation of an interface runs them.
+
+The real services need the stack (``integration``); the embedded ones run on a file in
+``tmp_path`` and belong to the unit tests.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -10,17 +15,21 @@ from connectors.buffer import Buffer
 from connectors.store import Store
 from newsflow.settings import Settings
 
-BUFFERS = ["kafka"]
-STORES = ["elasticsearch"]
+BUFFERS = [pytest.param("kafka", marks=pytest.mark.integration), "sqlite"]
+STORES = [pytest.param("elasticsearch", marks=pytest.mark.integration), "sqlite"]
 
 
 @pytest.fixture(params=BUFFERS)
-def buffer(request: pytest.FixtureRequest) -> Iterator[Buffer]:
+def buffer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Buffer]:
     if request.param == "kafka":
         request.getfixturevalue("stack_env")
         from connectors.kafka import KafkaBuffer
 
         implementation: Buffer = KafkaBuffer(Settings().kafka)
+    elif request.param == "sqlite":
+        from connectors.sqlite_buffer import SqliteBuffer
+
+        implementation = SqliteBuffer(tmp_path / "buffer.sqlite3", partitions=3)
     else:  # pragma: no cover - new implementations register above
         raise AssertionError(request.param)
     yield implementation
@@ -28,12 +37,16 @@ def buffer(request: pytest.FixtureRequest) -> Iterator[Buffer]:
 
 
 @pytest.fixture(params=STORES)
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "elasticsearch":
         request.getfixturevalue("stack_env")
         from connectors.elasticsearch import ElasticsearchStore
 
         implementation: Store = ElasticsearchStore(Settings().elasticsearch)
+    elif request.param == "sqlite":
+        from connectors.sqlite_store import SqliteStore
+
+        implementation = SqliteStore(tmp_path / "store.sqlite3")
     else:  # pragma: no cover
         raise AssertionError(request.param)
     implementation.ensure()

@@ -7,8 +7,6 @@ import pytest
 from connectors.buffer import Buffer, InRecord, OutRecord
 from newsflow.settings import Settings
 
-pytestmark = pytest.mark.integration
-
 
 def _drain(buffer: Buffer, topic: str, group: str, want: int, commit: bool) -> list[InRecord]:
     consumer = buffer.consumer(topic, group)

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from connectors.store import SearchQuery, Store
 from newsflow.identity import content_hash, doc_id
 from schemas import Article, FeedState
-
-pytestmark = pytest.mark.integration
 
 
 def _revision(article: Article, minutes: int, text: str | None = None) -> Article:

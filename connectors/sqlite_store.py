@@ -1,0 +1,457 @@
+"""The embedded store: articles, their history, feed state and full-text search in SQLite.
+
+Used when ``NEWSFLOW_ELASTICSEARCH_URL`` is unset; keeps the Elasticsearch store's rules:
+
+- newest revision wins whatever the arrival order: a revision replaces the stored one only
+  when it is higher, an equal or lower one counts as a duplicate (Elasticsearch's external
+  versioning answers those with 409);
+- every revision is kept in ``history``, keyed ``(doc_id, revision)``;
+- a document Elasticsearch would refuse for good is ``rejected``, not raised: a keyword
+  value longer than 32766 bytes of UTF-8 (Lucene's "immense term") or a revision beyond a
+  signed 64-bit version. Nothing is throttled, so ``retry`` stays empty.
+
+Search is FTS5 with BM25 over title (weight 3), summary (2), text and authors (1), the
+boosts of the Elasticsearch ``multi_match``; like it, the words of a query are OR-ed
+(recall) and ranking sorts the best matches first. Words are split and lower-cased by the
+``unicode61`` tokenizer without accent folding, close to Elasticsearch's standard analyzer.
+User text never reaches FTS5's query syntax: every word, and every ``"quoted phrase"``,
+becomes a quoted FTS5 phrase. FTS5's BM25 scores a document as a whole (column weights
+multiply term frequencies), where Elasticsearch's ``best_fields`` takes the best field, so
+scores and close rankings differ between the two.
+
+Layout (created by :meth:`SqliteStore.ensure`): ``articles`` (the current revision; title,
+summary and text as columns, the other fields as JSON), ``articles_fts`` (external-content
+FTS5 index on it, kept in step by triggers), ``aliases(alias_id, doc_id)``,
+``history(doc_id, revision, doc)`` and ``feeds(feed_url, state)``. Datetimes are stored as
+ISO 8601 in UTC, ``published_at`` also as epoch seconds for range filters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from connectors.store import IndexOutcome, SearchHit, SearchQuery, SearchResult, SeenDoc
+from newsflow.errors import BackendUnavailable, PermanentError
+from schemas import Article, FeedState
+
+__all__ = ["MAX_TERM_BYTES", "SqliteStore", "fts_query"]
+
+logger = logging.getLogger(__name__)
+
+MAX_TERM_BYTES = 32766
+"""Longest keyword value Elasticsearch (Lucene) indexes, in bytes of UTF-8."""
+
+_MAX_VERSION = 2**63 - 1
+_BUSY_TIMEOUT_MS = 30_000
+_WAL_LIMIT_BYTES = 64 * 1024 * 1024  # the WAL is truncated back to this after checkpoints
+_KEYWORD_FIELDS = (
+    "doc_id", "url", "source_url", "alias_ids", "authors", "language", "source", "domain",
+    "feed_url", "feed_name", "tags", "content_hash",
+)  # fmt: skip
+"""Fields the Elasticsearch mapping indexes as keywords (title.keyword has ignore_above)."""
+_COLUMNS_OUTSIDE_JSON = {"title", "summary", "text"}
+_WEIGHTS = "3.0, 2.0, 1.0, 1.0"  # title, summary, text, authors
+_SNIPPET_TOKENS = 32  # about the 180 characters of the Elasticsearch highlight
+_PHRASE_OR_WORD = re.compile(r'"([^"]*)"|([^\s"]+)')
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS articles (
+    id INTEGER PRIMARY KEY,
+    doc_id TEXT NOT NULL UNIQUE,
+    revision INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    url TEXT NOT NULL,
+    source TEXT,
+    language TEXT,
+    published_at TEXT,
+    published_ts REAL,
+    updated_at TEXT,
+    title TEXT NOT NULL,
+    summary TEXT,
+    text TEXT NOT NULL,
+    authors TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS articles_source ON articles (source);
+CREATE INDEX IF NOT EXISTS articles_language ON articles (language);
+CREATE INDEX IF NOT EXISTS articles_published ON articles (published_ts);
+CREATE VIRTUAL TABLE IF NOT EXISTS articles_fts USING fts5 (
+    title, summary, text, authors,
+    content = 'articles', content_rowid = 'id',
+    tokenize = 'unicode61 remove_diacritics 0'
+);
+CREATE TRIGGER IF NOT EXISTS articles_fts_insert AFTER INSERT ON articles BEGIN
+    INSERT INTO articles_fts (rowid, title, summary, text, authors)
+    VALUES (new.id, new.title, new.summary, new.text, new.authors);
+END;
+CREATE TRIGGER IF NOT EXISTS articles_fts_delete AFTER DELETE ON articles BEGIN
+    INSERT INTO articles_fts (articles_fts, rowid, title, summary, text, authors)
+    VALUES ('delete', old.id, old.title, old.summary, old.text, old.authors);
+END;
+CREATE TRIGGER IF NOT EXISTS articles_fts_update AFTER UPDATE ON articles BEGIN
+    INSERT INTO articles_fts (articles_fts, rowid, title, summary, text, authors)
+    VALUES ('delete', old.id, old.title, old.summary, old.text, old.authors);
+    INSERT INTO articles_fts (rowid, title, summary, text, authors)
+    VALUES (new.id, new.title, new.summary, new.text, new.authors);
+END;
+CREATE TABLE IF NOT EXISTS aliases (
+    alias_id TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    PRIMARY KEY (alias_id, doc_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS aliases_doc ON aliases (doc_id);
+CREATE TABLE IF NOT EXISTS history (
+    doc_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (doc_id, revision)
+);
+CREATE TABLE IF NOT EXISTS feeds (
+    feed_url TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);
+"""
+
+_SEARCH_FILTERS = """
+    articles_fts MATCH :query
+    AND (:source IS NULL OR a.source = :source)
+    AND (:language IS NULL OR a.language = :language)
+    AND (:since IS NULL OR a.published_ts >= :since)
+"""
+_SEARCH_SQL = f"""
+SELECT a.doc_id, bm25(articles_fts, {_WEIGHTS}) AS bm25_score, a.title, a.url, a.source,
+       a.published_at, a.summary,
+       snippet(articles_fts, 2, '[[', ']]', '…', {_SNIPPET_TOKENS})
+FROM articles_fts JOIN articles AS a ON a.id = articles_fts.rowid
+WHERE {_SEARCH_FILTERS}
+ORDER BY bm25_score, a.doc_id
+LIMIT :limit
+"""  # noqa: S608 (constant fragments only; values are bound parameters)
+_COUNT_SQL = f"""
+SELECT count(*) FROM articles_fts JOIN articles AS a ON a.id = articles_fts.rowid
+WHERE {_SEARCH_FILTERS}
+"""  # noqa: S608 (constant fragments only)
+
+
+def fts_query(text: str) -> str:
+    """A safe FTS5 query for free text: quoted words and phrases, OR-ed.
+
+    ``"double-quoted"`` parts stay phrases; every other run of non-blank characters is a
+    phrase of its own, so operators (AND, OR, NOT, NEAR), prefixes (``*``), column
+    filters and brackets are plain text. An unbalanced quote is ignored. Returns ``""``
+    when nothing searchable is left (no letter or digit).
+    """
+    phrases: list[str] = []
+    # NUL would end the query string inside SQLite's C code ("unterminated string").
+    for match in _PHRASE_OR_WORD.finditer(text.replace("\x00", " ")):
+        part = match.group(1) if match.group(1) is not None else match.group(2)
+        if any(character.isalnum() for character in part):
+            phrases.append('"' + part.replace('"', '""') + '"')
+    return " OR ".join(dict.fromkeys(phrases))
+
+
+def _utc(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _refusal(article: Article) -> str | None:
+    """Why Elasticsearch would refuse ``article`` for good, or None."""
+    if article.revision > _MAX_VERSION:
+        return (
+            "illegal_argument_exception: version "
+            f"{article.revision} is out of range for external versioning"
+        )
+    for name in _KEYWORD_FIELDS:
+        value = getattr(article, name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and len(item.encode("utf-8")) > MAX_TERM_BYTES:
+                return (
+                    "illegal_argument_exception: Document contains at least one immense "
+                    f'term in field="{name}" (whose UTF8 encoding is longer than the max '
+                    f"length {MAX_TERM_BYTES})"
+                )
+    return None
+
+
+class SqliteStore:
+    """The :class:`~connectors.store.Store` in one SQLite file (see the module docs)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        try:
+            # Autocommit mode, explicit transactions; threads share it behind self._lock.
+            self._connection = sqlite3.connect(
+                path,
+                timeout=_BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA synchronous=FULL")
+            self._connection.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
+            self._connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as exc:
+            raise BackendUnavailable(f"embedded store at {path} cannot be opened: {exc}") from exc
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    @contextmanager
+    def _session(self, action: str, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """The connection under the lock, in a transaction, with errors translated."""
+        with self._lock:
+            db = self._connection
+            try:
+                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    raise PermanentError(
+                        f"embedded store {action} failed: {self._path} is not set up "
+                        "(run the indexer, or call ensure())"
+                    ) from exc
+                raise BackendUnavailable(
+                    f"embedded store {action} failed ({self._path}): {exc}"
+                ) from exc
+            except sqlite3.Error as exc:
+                raise PermanentError(
+                    f"embedded store {action} failed ({self._path}): {exc}"
+                ) from exc
+
+    # -- set-up ----------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        with self._session("set-up", write=True) as db:
+            existed = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'articles'"
+            ).fetchone()
+            for statement in _statements(_SCHEMA):
+                db.execute(statement)
+        if not existed:
+            logger.info("created embedded store=%s", self._path)
+
+    # -- articles --------------------------------------------------------------------
+
+    def index_batch(self, articles: Sequence[Article]) -> IndexOutcome:
+        outcome = IndexOutcome()
+        if not articles:
+            return outcome
+        with self._session("bulk index", write=True) as db:
+            for position, article in enumerate(articles):
+                reason = _refusal(article)
+                if reason is not None:
+                    outcome.rejected[position] = reason
+                    continue
+                if self._write_article(db, article):
+                    outcome.indexed += 1
+                else:
+                    outcome.duplicates += 1
+        return outcome
+
+    @staticmethod
+    def _write_article(db: sqlite3.Connection, article: Article) -> bool:
+        """Store one revision; False when the same or a newer one is already current."""
+        db.execute(
+            "INSERT OR IGNORE INTO history (doc_id, revision, doc) VALUES (?, ?, ?)",
+            (article.doc_id, article.revision, article.model_dump_json()),
+        )
+        stored = db.execute(
+            "SELECT revision FROM articles WHERE doc_id = ?", (article.doc_id,)
+        ).fetchone()
+        if stored is not None and int(stored[0]) >= article.revision:
+            return False
+        rest = article.model_dump(mode="json", exclude=_COLUMNS_OUTSIDE_JSON)
+        values = {
+            "doc_id": article.doc_id,
+            "revision": article.revision,
+            "content_hash": article.content_hash,
+            "url": article.url,
+            "source": article.source,
+            "language": article.language,
+            "published_at": _utc(article.published_at),
+            "published_ts": article.published_at.timestamp() if article.published_at else None,
+            "updated_at": _utc(article.updated_at),
+            "title": article.title,
+            "summary": article.summary,
+            "text": article.text,
+            "authors": "\n".join(article.authors),
+            "doc": json.dumps(rest, ensure_ascii=False),
+        }
+        if stored is None:
+            db.execute(
+                "INSERT INTO articles (doc_id, revision, content_hash, url, source, language, "
+                "published_at, published_ts, updated_at, title, summary, text, authors, doc) "
+                "VALUES (:doc_id, :revision, :content_hash, :url, :source, :language, "
+                ":published_at, :published_ts, :updated_at, :title, :summary, :text, "
+                ":authors, :doc)",
+                values,
+            )
+        else:
+            db.execute(
+                "UPDATE articles SET revision = :revision, content_hash = :content_hash, "
+                "url = :url, source = :source, language = :language, "
+                "published_at = :published_at, published_ts = :published_ts, "
+                "updated_at = :updated_at, title = :title, summary = :summary, text = :text, "
+                "authors = :authors, doc = :doc WHERE doc_id = :doc_id",
+                values,
+            )
+            db.execute("DELETE FROM aliases WHERE doc_id = ?", (article.doc_id,))
+        db.executemany(
+            "INSERT OR IGNORE INTO aliases (alias_id, doc_id) VALUES (?, ?)",
+            [(alias, article.doc_id) for alias in article.alias_ids],
+        )
+        return True
+
+    def lookup(self, ids: Sequence[str]) -> dict[str, SeenDoc]:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        with self._session("lookup") as db:
+            rows = db.execute(
+                "WITH wanted(id) AS (SELECT value FROM json_each(:ids)) "
+                "SELECT w.id, a.doc_id, a.revision, a.content_hash, a.updated_at, "
+                "a.published_at FROM wanted AS w JOIN articles AS a ON a.doc_id = w.id "
+                "UNION "
+                "SELECT w.id, a.doc_id, a.revision, a.content_hash, a.updated_at, "
+                "a.published_at FROM wanted AS w JOIN aliases AS x ON x.alias_id = w.id "
+                "JOIN articles AS a ON a.doc_id = x.doc_id",
+                {"ids": json.dumps(wanted)},
+            ).fetchall()
+        found: dict[str, SeenDoc] = {}
+        for key, doc, revision, hash_, updated_at, published_at in rows:
+            # An id that is one article's doc_id and another's alias: the doc_id wins.
+            if key in found and found[key].doc_id == key:
+                continue
+            found[key] = SeenDoc(
+                doc_id=doc,
+                revision=int(revision),
+                content_hash=hash_,
+                updated_at=_time(updated_at),
+                published_at=_time(published_at),
+            )
+        return found
+
+    def get(self, doc_id: str) -> Article | None:
+        with self._session("get") as db:
+            row = db.execute(
+                "SELECT doc, title, summary, text FROM articles WHERE doc_id = ?", (doc_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        doc, title, summary, text = row
+        fields: dict[str, Any] = json.loads(doc)
+        fields.update(title=title, summary=summary, text=text)
+        return Article.model_validate(fields)
+
+    def history(self, doc_id: str) -> list[Article]:
+        with self._session("history") as db:
+            rows = db.execute(
+                "SELECT doc FROM history WHERE doc_id = ? ORDER BY revision", (doc_id,)
+            ).fetchall()
+        return [Article.model_validate_json(doc) for (doc,) in rows]
+
+    def count(self) -> int:
+        with self._session("count") as db:
+            return int(db.execute("SELECT count(*) FROM articles").fetchone()[0])
+
+    def search(self, query: SearchQuery) -> SearchResult:
+        match = fts_query(query.text)
+        if not match:
+            return SearchResult(total=0, hits=[])  # nothing searchable: no document matches
+        parameters = {
+            "query": match,
+            "source": query.source,
+            "language": query.language,
+            "since": query.since.timestamp() if query.since else None,
+            "limit": max(0, query.limit),
+        }
+        with self._session("search") as db:
+            total = int(db.execute(_COUNT_SQL, parameters).fetchone()[0])
+            rows = db.execute(_SEARCH_SQL, parameters).fetchall() if query.limit > 0 else []
+        hits = [
+            SearchHit(
+                doc_id=doc,
+                score=-float(bm25_score),  # bm25() is lower-is-better, scores higher-is-better
+                title=title,
+                url=url,
+                source=source,
+                published_at=_time(published_at),
+                # As the Elasticsearch store: the summary when the text has no match.
+                snippet=snippet if "[[" in (snippet or "") else (summary or ""),
+            )
+            for doc, bm25_score, title, url, source, published_at, summary, snippet in rows
+        ]
+        return SearchResult(total=total, hits=hits)
+
+    # -- feed state ------------------------------------------------------------------
+
+    def feed_states(self, feed_urls: Sequence[str]) -> dict[str, FeedState]:
+        if not feed_urls:
+            return {}
+        with self._session("feed state read") as db:
+            rows = dict(
+                db.execute(
+                    "SELECT feed_url, state FROM feeds "
+                    "WHERE feed_url IN (SELECT value FROM json_each(?))",
+                    (json.dumps(list(feed_urls)),),
+                ).fetchall()
+            )
+        return {
+            url: FeedState.model_validate_json(rows[url])
+            for url in dict.fromkeys(feed_urls)
+            if url in rows
+        }
+
+    def put_feed_states(self, states: Sequence[FeedState]) -> None:
+        if not states:
+            return
+        with self._session("feed state write", write=True) as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO feeds (feed_url, state) VALUES (?, ?)",
+                [(state.feed_url, state.model_dump_json()) for state in states],
+            )
+
+    def all_feed_states(self) -> list[FeedState]:
+        with self._session("feed state read") as db:
+            rows = db.execute("SELECT state FROM feeds ORDER BY feed_url").fetchall()
+        return [FeedState.model_validate_json(state) for (state,) in rows]
+
+    def refresh(self) -> None:
+        """Nothing to do: a committed write is visible to every later read."""
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a DDL script (triggers contain ``;`` inside BEGIN ... END)."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            if statement.strip():
+                yield statement.strip()
+            statement = ""
