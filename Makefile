@@ -10,7 +10,7 @@ STACK := deploy/local/stack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install lint types unit integration test stack-up stack-down stack-status demo clean
+.PHONY: help install system-deps lint types unit integration test stack-up stack-down stack-status demo clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -24,6 +24,12 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	touch $@
 
 install: $(VENV)/.synced  ## create .venv with the locked dependencies and newsflow itself
+
+# kcat (Debian package kafkacat) is the non-Python Kafka client the contract test uses.
+system-deps:  ## install kcat when missing (needs root or sudo and Debian's apt)
+	@command -v kcat >/dev/null || command -v kafkacat >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq kafkacat; }
 
 lint: install  ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check .
@@ -45,7 +51,7 @@ stack-status:  ## print NEWSFLOW_* lines for the running stack
 	$(STACK) status
 
 # The README's test command: set-up, real stack, lint, types, every test, stack down.
-test: install  ## everything CI runs, from a fresh clone
+test: install system-deps  ## everything CI runs, from a fresh clone
 	$(STACK) up
 	trap '$(STACK) down' EXIT; \
 	  $(VENV)/bin/ruff check . && \

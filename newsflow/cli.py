@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -23,6 +24,12 @@ from newsflow.errors import ConfigError, NewsflowError, TransientError
 from newsflow.settings import Settings
 
 __all__ = ["app"]
+
+# Prefect defaults for a command-line tool: without PREFECT_API_URL, Prefect starts a
+# temporary API server, whose first start (database migrations) can take half a minute
+# on a small machine; and a news ingester has no business phoning home.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 app = typer.Typer(
     name="newsflow",
