@@ -265,6 +265,47 @@ def search(
         _out.print(_snippet(hit.snippet), highlight=False)
 
 
+kibana_app = typer.Typer(help="Kibana saved objects for analysts.", no_args_is_help=True)
+app.add_typer(kibana_app, name="kibana")
+
+
+@kibana_app.command("import")
+def kibana_import(
+    url: Annotated[
+        str | None, typer.Option(help="Kibana URL (default NEWSFLOW_KIBANA_URL).")
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="Saved objects (default deploy/kibana/newsflow.ndjson).")
+    ] = None,
+    space: Annotated[str | None, typer.Option(help="Kibana space.")] = None,
+) -> None:
+    """Load the data views, saved search and dashboard into Kibana."""
+    from newsflow.kibana import SAVED_OBJECTS_FILE, import_saved_objects
+
+    settings = Settings().kibana
+    target = url or settings.url
+    if not target:
+        _err.print("[red]error:[/red] pass --url or set NEWSFLOW_KIBANA_URL")
+        raise typer.Exit(2)
+    with _clear_errors():
+        result = import_saved_objects(
+            target,
+            file or SAVED_OBJECTS_FILE,
+            space=space or settings.space,
+            username=settings.username,
+            password=settings.password,
+            api_key=settings.api_key,
+            verify=settings.verify_certs,
+        )
+    _report("kibana import", {"imported": result.imported, "failed": len(result.failures)})
+    for failure in result.failures:
+        _err.print(f"[red]failed:[/red] {failure.type} {failure.id}: {failure.reason}")
+    for warning in result.warnings:
+        _err.print(f"[yellow]warning:[/yellow] {warning}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -23,6 +23,7 @@ __all__ = [
     "FetchSettings",
     "IndexerSettings",
     "KafkaSettings",
+    "KibanaSettings",
     "Settings",
 ]
 
@@ -179,6 +180,25 @@ class IndexerSettings(BaseSettings):
     """Longest wait between two retries of a failed bulk request (retries never stop)."""
 
 
+class KibanaSettings(BaseSettings):
+    """Where ``newsflow kibana import`` sends the saved objects (``NEWSFLOW_KIBANA_*``)."""
+
+    model_config = _section("NEWSFLOW_KIBANA_")
+
+    url: str | None = None
+    """Kibana base URL, e.g. ``http://localhost:5601``."""
+    space: str | None = None
+    """Kibana space to import into (default space when unset)."""
+    username: str | None = None
+    """Basic-auth user."""
+    password: SecretStr | None = None
+    """Basic-auth password."""
+    api_key: SecretStr | None = None
+    """API key (instead of user and password)."""
+    verify_certs: bool = True
+    """Verify Kibana's TLS certificate."""
+
+
 class Settings(BaseSettings):
     """The root: one field per section, plus where embedded data lives."""
 
@@ -192,3 +212,4 @@ class Settings(BaseSettings):
     extract: ExtractSettings = Field(default_factory=ExtractSettings)
     feed: FeedSettings = Field(default_factory=FeedSettings)
     indexer: IndexerSettings = Field(default_factory=IndexerSettings)
+    kibana: KibanaSettings = Field(default_factory=KibanaSettings)
