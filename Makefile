@@ -32,7 +32,7 @@ system-deps:  ## install kcat when missing (needs root or sudo and Debian's apt)
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq kafkacat; }
 
 lint: install  ## ruff check and ruff format --check
-	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff check --no-cache .
 	$(VENV)/bin/ruff format --check .
 
 types: install  ## mypy (strict on package code)
@@ -54,7 +54,7 @@ stack-status:  ## print NEWSFLOW_* lines for the running stack
 test: install system-deps  ## everything CI runs, from a fresh clone
 	$(STACK) up
 	trap '$(STACK) down' EXIT; \
-	  $(VENV)/bin/ruff check . && \
+	  $(VENV)/bin/ruff check --no-cache . && \
 	  $(VENV)/bin/ruff format --check . && \
 	  $(VENV)/bin/mypy && \
 	  $(VENV)/bin/pytest

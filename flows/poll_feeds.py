@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from newsflow.fetch import Fetcher
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -23,6 +22,7 @@ from newsflow.collect import Claims, collect, plan
 from newsflow.extract import Extractor
 from newsflow.feedlist import load_feeds
 from newsflow.feeds import poll_feed
+from newsflow.fetch import Fetcher
 from newsflow.progress import reporter
 from newsflow.publish import publish
 from newsflow.settings import Settings
