@@ -36,7 +36,7 @@ def _stop_prefect_temporary_server() -> Iterator[None]:
     if server_module is not None:
         from prefect.logging.handlers import APILogHandler
 
-        APILogHandler.flush()  # send queued run logs before their server goes away
+        APILogHandler().flush()  # send queued run logs before their server goes away
         server = server_module.SubprocessASGIServer()
         if server.running:
             server.stop()

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer
 
 from connectors import open_buffer, open_store
 from connectors.buffer import InRecord, OutRecord
+from connectors.sqlite_buffer import SqliteBuffer, SqliteConsumer
+from connectors.sqlite_store import SqliteStore
+from connectors.store import IndexOutcome
+from newsflow.errors import BackendUnavailable
 from newsflow.identity import content_hash
 from newsflow.indexer import DecodeError, Indexer, decode
 from newsflow.publish import encode
-from newsflow.settings import Settings
+from newsflow.settings import IndexerSettings, KafkaSettings, Settings
 from newsflow.summary import IndexSummary
 from schemas import Article
 
@@ -113,3 +119,56 @@ def test_poison_goes_to_the_dlq_and_order_and_replays_do_not_matter(
 
     # Everything was committed: a second run finds nothing to do.
     assert _run_indexer().consumed == 0
+
+
+def test_transient_store_failures_are_retried_and_offsets_wait_for_success(
+    tmp_path: Path, sample_article: Article
+) -> None:
+    events: list[str] = []
+    sleeps: list[float] = []
+
+    class FlakyStore(SqliteStore):
+        calls = 0
+
+        def index_batch(self, articles: Sequence[Article]) -> IndexOutcome:
+            FlakyStore.calls += 1
+            if FlakyStore.calls <= 2:  # the node is away twice
+                events.append("unavailable")
+                raise BackendUnavailable("connection refused")
+            if FlakyStore.calls == 3:  # then throttles the first document once
+                outcome = super().index_batch(articles[1:])
+                outcome.retry.append(0)
+                events.append(f"throttled {len(articles)}")
+                return outcome
+            events.append(f"indexed {len(articles)}")
+            return super().index_batch(articles)
+
+    class RecordingBuffer(SqliteBuffer):
+        def consumer(self, topic: str, group: str) -> SqliteConsumer:
+            inner = super().consumer(topic, group)
+            original = inner.commit
+
+            def commit() -> None:
+                events.append("commit")
+                original()
+
+            inner.commit = commit  # type: ignore[method-assign]
+            return inner
+
+    kafka = KafkaSettings(topic="articles", dlq_topic="articles.dlq", partitions=1)
+    buffer = RecordingBuffer(tmp_path / "buffer.sqlite3")
+    store = FlakyStore(tmp_path / "store.sqlite3")
+    buffer.ensure_topics([kafka.topic, kafka.dlq_topic])
+    second = sample_article.model_copy(update={"doc_id": "f" * 32, "url": "https://x/2"})
+    buffer.publish(kafka.topic, [encode(sample_article), encode(second)])
+
+    summary = Indexer(
+        buffer, store, kafka, IndexerSettings(idle_timeout=2), sleep=sleeps.append
+    ).run(until_idle=True)
+
+    assert events == ["unavailable", "unavailable", "throttled 2", "indexed 1", "commit"]
+    assert (summary.indexed, summary.retries, summary.dead_lettered) == (2, 3, 0)
+    assert len(sleeps) == 3 and sleeps[0] <= sleeps[1] * 2
+    assert store.count() == 2
+    buffer.close()
+    store.close()
