@@ -24,8 +24,16 @@ from typing import Any
 import elasticsearch
 from elasticsearch import Elasticsearch
 
-from connectors.store import IndexOutcome, SearchHit, SearchQuery, SearchResult, SeenDoc
+from connectors.store import (
+    FeedStats,
+    IndexOutcome,
+    SearchHit,
+    SearchQuery,
+    SearchResult,
+    SeenDoc,
+)
 from newsflow.errors import BackendUnavailable, PermanentError
+from newsflow.identity import content_hash
 from newsflow.settings import ElasticsearchSettings
 from schemas import Article, FeedState
 
@@ -87,6 +95,8 @@ FEED_MAPPING: dict[str, Any] = {
 
 _SEEN_FIELDS = ["doc_id", "revision", "content_hash", "updated_at", "published_at", "alias_ids"]
 _TRANSIENT_STATUSES = {429, 502, 503, 504}
+_EMPTY_TEXT_HASH = content_hash("")  # what an article without text is hashed to
+_STATS_CHUNK = 1000  # feeds per aggregation request
 
 
 def _feed_key(feed_url: str) -> str:
@@ -377,6 +387,40 @@ class ElasticsearchStore:
         with _translated("feed state read"):
             response = self._client.search(index=self._feeds, size=10_000)
         return [FeedState.model_validate(hit["_source"]) for hit in response["hits"]["hits"]]
+
+    def feed_stats(self, feed_urls: Sequence[str], since: datetime) -> dict[str, FeedStats]:
+        wanted = list(dict.fromkeys(feed_urls))
+        stats = {url: FeedStats() for url in wanted}
+        for start in range(0, len(wanted), _STATS_CHUNK):
+            chunk = wanted[start : start + _STATS_CHUNK]
+            with _translated("feed stats"):
+                response = self._client.search(
+                    index=self._alias,
+                    size=0,
+                    query={"terms": {"feed_url": chunk}},
+                    aggs={
+                        "feeds": {
+                            "terms": {"field": "feed_url", "size": len(chunk)},
+                            "aggs": {
+                                "recent": {
+                                    "filter": {"range": {"fetched_at": {"gte": since.isoformat()}}}
+                                },
+                                "no_date": {"missing": {"field": "published_at"}},
+                                "no_authors": {"missing": {"field": "authors"}},
+                                "no_text": {"filter": {"term": {"content_hash": _EMPTY_TEXT_HASH}}},
+                            },
+                        }
+                    },
+                )
+            for bucket in response["aggregations"]["feeds"]["buckets"]:
+                stats[bucket["key"]] = FeedStats(
+                    articles=int(bucket["doc_count"]),
+                    recent=int(bucket["recent"]["doc_count"]),
+                    missing_published_at=int(bucket["no_date"]["doc_count"]),
+                    missing_authors=int(bucket["no_authors"]["doc_count"]),
+                    missing_text=int(bucket["no_text"]["doc_count"]),
+                )
+        return stats
 
     def refresh(self) -> None:
         with _translated("refresh"):

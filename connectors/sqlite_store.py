@@ -39,8 +39,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.store import IndexOutcome, SearchHit, SearchQuery, SearchResult, SeenDoc
+from connectors.store import (
+    FeedStats,
+    IndexOutcome,
+    SearchHit,
+    SearchQuery,
+    SearchResult,
+    SeenDoc,
+)
 from newsflow.errors import BackendUnavailable, PermanentError
+from newsflow.identity import content_hash
 from schemas import Article, FeedState
 
 __all__ = ["MAX_TERM_BYTES", "SqliteStore", "fts_query"]
@@ -140,6 +148,16 @@ _COUNT_SQL = f"""
 SELECT count(*) FROM articles_fts JOIN articles AS a ON a.id = articles_fts.rowid
 WHERE {_SEARCH_FILTERS}
 """  # noqa: S608 (constant fragments only)
+# Feed URL and fetch time live in the JSON document; a full scan is fine at embedded sizes.
+_FEED_STATS_SQL = """
+SELECT json_extract(doc, '$.feed_url') AS feed, count(*),
+       sum(julianday(json_extract(doc, '$.fetched_at')) >= julianday(:since)),
+       sum(published_at IS NULL), sum(authors = ''), sum(content_hash = :empty_text)
+FROM articles
+WHERE json_extract(doc, '$.feed_url') IN (SELECT value FROM json_each(:feeds))
+GROUP BY feed
+"""
+_EMPTY_TEXT_HASH = content_hash("")  # what an article without text is hashed to
 
 
 def fts_query(text: str) -> str:
@@ -437,6 +455,28 @@ class SqliteStore:
         with self._session("feed state read") as db:
             rows = db.execute("SELECT state FROM feeds ORDER BY feed_url").fetchall()
         return [FeedState.model_validate_json(state) for (state,) in rows]
+
+    def feed_stats(self, feed_urls: Sequence[str], since: datetime) -> dict[str, FeedStats]:
+        wanted = list(dict.fromkeys(feed_urls))
+        stats = {url: FeedStats() for url in wanted}
+        if not wanted:
+            return stats
+        parameters = {
+            "feeds": json.dumps(wanted),
+            "since": since.astimezone(UTC).isoformat(),
+            "empty_text": _EMPTY_TEXT_HASH,
+        }
+        with self._session("feed stats") as db:
+            rows = db.execute(_FEED_STATS_SQL, parameters).fetchall()
+        for feed, articles, recent, no_date, no_authors, no_text in rows:
+            stats[str(feed)] = FeedStats(
+                articles=int(articles),
+                recent=int(recent or 0),
+                missing_published_at=int(no_date or 0),
+                missing_authors=int(no_authors or 0),
+                missing_text=int(no_text or 0),
+            )
+        return stats
 
     def refresh(self) -> None:
         """Nothing to do: a committed write is visible to every later read."""

@@ -18,7 +18,15 @@ from typing import Protocol
 
 from schemas import Article, FeedState
 
-__all__ = ["IndexOutcome", "SearchHit", "SearchQuery", "SearchResult", "SeenDoc", "Store"]
+__all__ = [
+    "FeedStats",
+    "IndexOutcome",
+    "SearchHit",
+    "SearchQuery",
+    "SearchResult",
+    "SeenDoc",
+    "Store",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +81,19 @@ class SearchResult:
     hits: list[SearchHit]
 
 
+@dataclass(frozen=True, slots=True)
+class FeedStats:
+    """Counts over the stored articles (current revisions) of one feed."""
+
+    articles: int = 0
+    recent: int = 0
+    """Articles fetched (first seen or revised) at or after ``since``."""
+    missing_published_at: int = 0
+    missing_authors: int = 0
+    missing_text: int = 0
+    """Articles whose text is empty once whitespace is normalised away."""
+
+
 class Store(Protocol):
     """Documents, history and feed state."""
 
@@ -114,6 +135,10 @@ class Store(Protocol):
 
     def all_feed_states(self) -> list[FeedState]:
         """Every stored feed state."""
+        ...
+
+    def feed_stats(self, feed_urls: Sequence[str], since: datetime) -> dict[str, FeedStats]:
+        """Article counts per ``feed_url``: one entry per requested URL, zeros if none."""
         ...
 
     def refresh(self) -> None:

@@ -6,22 +6,36 @@ import json
 import logging
 import os
 import re
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
-from newsflow import __version__, progress
+from newsflow import __version__, logs, progress
 from newsflow.errors import ConfigError, NewsflowError, TransientError
 from newsflow.settings import Settings
+
+if TYPE_CHECKING:
+    from connectors.buffer import Consumer
+    from newsflow.summary import IndexSummary
 
 __all__ = ["app"]
 
@@ -39,6 +53,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 _MATCH = re.compile(r"\[\[(.*?)\]\]")
+logger = logging.getLogger(__name__)
 _out = Console()
 _err = Console(stderr=True)
 
@@ -49,6 +64,11 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+class _LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 @app.callback()
 def _main(
     version: Annotated[
@@ -56,13 +76,17 @@ def _main(
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    log_format: Annotated[
+        _LogFormat,
+        typer.Option(
+            "--log-format",
+            envvar="NEWSFLOW_LOG_FORMAT",
+            case_sensitive=False,
+            help="Log lines on stderr as text, or as JSON objects (ts, level, logger, message).",
+        ),
+    ] = _LogFormat.text,
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    for noisy in ("kafka", "elastic_transport", "httpx", "trafilatura", "htmldate"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.configure(log_format.value, verbose=verbose)
 
 
 class _RichReporter:
@@ -71,14 +95,16 @@ class _RichReporter:
     def __init__(self, bars: Progress) -> None:
         self._bars = bars
         self._tasks: dict[str, TaskID] = {}
+        self._lock = threading.Lock()  # feeds are polled by concurrent task threads
 
     def add(self, phase: str, total: int) -> None:
-        if phase not in self._tasks:
-            self._tasks[phase] = self._bars.add_task(phase, total=total)
-        else:
-            task = self._tasks[phase]
-            current = self._bars.tasks[self._tasks[phase]].total or 0
-            self._bars.update(task, total=current + total)
+        with self._lock:
+            if phase not in self._tasks:
+                self._tasks[phase] = self._bars.add_task(phase, total=total)
+            else:
+                task = self._tasks[phase]
+                current = self._bars.tasks[self._tasks[phase]].total or 0
+                self._bars.update(task, total=current + total)
 
     def advance(self, phase: str, amount: int = 1) -> None:
         if phase in self._tasks:
@@ -151,15 +177,76 @@ def run(
     """Poll the feeds, extract new articles and publish them (the poll_feeds flow)."""
     from flows.poll_feeds import poll_feeds
 
+    logs.reclaim()  # importing Prefect replaced the console handler with its own
+    textfile = Settings().metrics_textfile
     with _clear_errors():
         while True:
             started = time.monotonic()
-            with _progress():
+            with _progress(), _textfile(textfile, "poll_feeds") as counts:
                 summary = poll_feeds(feeds_path=str(feeds), tags=tag, force=force)
+                counts.update(summary)
             _report("poll_feeds", summary)
             if once:
                 return
             time.sleep(max(0.0, every - (time.monotonic() - started)))
+
+
+@contextmanager
+def _textfile(path: Path | None, job: str) -> Iterator[dict[str, object]]:
+    """Collects a run's counts; writes them to the metrics textfile (if set) either way."""
+    from newsflow.metrics import write_textfile
+
+    counts: dict[str, object] = {}
+    started = time.monotonic()
+    success = False
+    try:
+        yield counts
+        success = True
+    finally:
+        if path is not None:
+            try:
+                write_textfile(
+                    path, job, counts, success=success, duration=time.monotonic() - started
+                )
+            except OSError as exc:
+                _err.print(f"[yellow]warning:[/yellow] metrics textfile {path} not written: {exc}")
+
+
+@contextmanager
+def _index_progress(enabled: bool) -> Iterator[Callable[[IndexSummary, Consumer, float], None]]:
+    """A spinner with the running counts on a terminal; a no-op callback otherwise."""
+    if not enabled or not _err.is_terminal:
+        yield lambda summary, consumer, seconds: None
+        return
+    bars = Progress(
+        SpinnerColumn(),
+        TextColumn("indexing"),
+        TextColumn("{task.completed:>8.0f} records"),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        console=_err,
+        transient=True,
+    )
+    task = bars.add_task("index", total=None, counts="")
+
+    def update(summary: IndexSummary, consumer: Consumer, seconds: float) -> None:
+        counts = (
+            f"indexed={summary.indexed} duplicates={summary.duplicates} "
+            f"dead_lettered={summary.dead_lettered} batches={summary.batches}"
+        )
+        bars.update(task, completed=summary.consumed, counts=counts)
+
+    # The spinner carries the counts: the per-batch lines would only scroll it away.
+    batch_log = logging.getLogger("newsflow.indexer")
+    quiet = logging.getLogger().getEffectiveLevel() > logging.DEBUG
+    level = batch_log.level
+    if quiet:
+        batch_log.setLevel(logging.WARNING)
+    try:
+        with bars:
+            yield update
+    finally:
+        batch_log.setLevel(level)
 
 
 @app.command()
@@ -167,25 +254,56 @@ def index(
     until_idle: Annotated[
         bool, typer.Option("--until-idle", help="Stop once everything waiting is indexed.")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics on http://HOST:PORT/metrics (0: any free port).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address the metrics endpoint listens on.")
+    ] = "127.0.0.1",
 ) -> None:
     """Consume articles from the buffer and write them into the store."""
     from connectors import open_buffer, open_store
     from newsflow.indexer import Indexer
+    from newsflow.metrics import IndexerMetrics, MetricsServer, serve
 
     settings = Settings()
     with _clear_errors():
+        server: MetricsServer | None = None
+        callbacks: list[Callable[[IndexSummary, Consumer, float], None]] = []
+        if metrics_port is not None:
+            metrics = IndexerMetrics()
+            try:
+                server = serve(metrics.registry, metrics_host, metrics_port)
+            except OSError as exc:
+                raise ConfigError(f"--metrics-port {metrics_port}: {exc}") from None
+            callbacks.append(metrics.on_batch)
+            logger.info("serving metrics on %s", server.url, extra={"metrics_url": server.url})
         buffer = open_buffer(settings)
         store = open_store(settings)
         try:
-            summary = Indexer(buffer, store, settings.kafka, settings.indexer).run(
-                until_idle=until_idle
-            )
+            with _index_progress(until_idle) as show:
+
+                def on_batch(summary: IndexSummary, consumer: Consumer, seconds: float) -> None:
+                    for callback in (*callbacks, show):
+                        callback(summary, consumer, seconds)
+
+                summary = Indexer(
+                    buffer, store, settings.kafka, settings.indexer, on_batch=on_batch
+                ).run(until_idle=until_idle)
         except KeyboardInterrupt:
             _err.print("interrupted: uncommitted records will be delivered again")
             raise typer.Exit(130) from None
         finally:
             buffer.close()
             store.close()
+            if server is not None:
+                server.close()
     _report("index", summary.as_dict())
 
 
@@ -303,6 +421,177 @@ def kibana_import(
     for warning in result.warnings:
         _err.print(f"[yellow]warning:[/yellow] {warning}")
     if not result.ok:
+        raise typer.Exit(1)
+
+
+def _rows(title: str, rows: Sequence[Mapping[str, str]]) -> None:
+    """A table on a terminal; tab-separated lines under a header line otherwise."""
+    if not rows:
+        return
+    if _out.is_terminal:
+        table = Table(title=title)
+        for column in rows[0]:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*row.values())
+        _out.print(table)
+    else:
+        print("\t".join(rows[0]))
+        for row in rows:
+            print("\t".join(" ".join(value.split()) for value in row.values()))
+
+
+feeds_app = typer.Typer(
+    help="The feeds file (list, add, remove, import) and per-feed health.", no_args_is_help=True
+)
+app.add_typer(feeds_app, name="feeds")
+
+_FeedsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--feeds", "-f", help="Feeds file (default: NEWSFLOW_FEEDS_FILE, else ./feeds.toml)."
+    ),
+]
+
+
+def _feeds_file(path: Path | None) -> Path:
+    return path if path is not None else Settings().feeds_file
+
+
+@feeds_app.command("list")
+def feeds_list(feeds: _FeedsFile = None) -> None:
+    """Show the configured feeds."""
+    from newsflow.feedadmin import feed_rows, read_feeds
+
+    path = _feeds_file(feeds)
+    with _clear_errors():
+        listed = read_feeds(path)
+    if not listed:
+        _err.print(f"no feeds in {path}", highlight=False)
+    _rows(f"feeds in {path}", feed_rows(listed))
+
+
+@feeds_app.command("add")
+def feeds_add(
+    url: Annotated[str, typer.Argument(help="Feed URL (RSS or Atom, http or https).")],
+    feeds: _FeedsFile = None,
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", "-t", help="Tag (repeat for several).")
+    ] = None,
+    interval: Annotated[
+        str | None, typer.Option(help="Minimum time between polls: seconds, 90s, 15m, 2h, 1d.")
+    ] = None,
+    language: Annotated[str | None, typer.Option(help="Language hint, e.g. en.")] = None,
+    no_robots: Annotated[
+        bool, typer.Option("--no-robots", help="Ignore robots.txt for this feed's pages.")
+    ] = False,
+) -> None:
+    """Add a feed to the feeds file (created when missing)."""
+    from newsflow.feedadmin import add_feed
+
+    path = _feeds_file(feeds)
+    with _clear_errors():
+        feed = add_feed(
+            path,
+            url,
+            name=name,
+            tags=tag or [],
+            interval=interval,
+            language=language,
+            respect_robots=False if no_robots else None,
+        )
+    _err.print(f"added {feed.url} to {path}", highlight=False, soft_wrap=True)
+
+
+@feeds_app.command("remove")
+def feeds_remove(
+    url: Annotated[str, typer.Argument(help="URL of the feed, as listed.")],
+    feeds: _FeedsFile = None,
+) -> None:
+    """Remove a feed from the feeds file (its stored state and articles stay)."""
+    from newsflow.feedadmin import remove_feed
+
+    path = _feeds_file(feeds)
+    with _clear_errors():
+        feed = remove_feed(path, url)
+    _err.print(f"removed {feed.url} from {path}", highlight=False, soft_wrap=True)
+
+
+@feeds_app.command("import")
+def feeds_import(
+    source: Annotated[
+        Path, typer.Argument(help="OPML (or TOML / YAML) file to merge in.", exists=True)
+    ],
+    feeds: _FeedsFile = None,
+) -> None:
+    """Merge the feeds of an OPML file into the feeds file, skipping those already listed."""
+    from newsflow.feedadmin import import_feeds
+
+    path = _feeds_file(feeds)
+    with _clear_errors():
+        if _err.is_terminal:
+            bars = Progress(
+                TextColumn("importing"), BarColumn(), MofNCompleteColumn(), console=_err
+            )
+            task = bars.add_task("import", total=None)
+            with bars:
+                result = import_feeds(
+                    path,
+                    source,
+                    on_feed=lambda done, total: bars.update(task, completed=done, total=total),
+                )
+        else:
+            result = import_feeds(path, source)
+    _report("feeds import", result.as_dict())
+
+
+@feeds_app.command("status")
+def feeds_status(feeds: _FeedsFile = None) -> None:
+    """Per-feed health: polls, failures, articles in the last 24 h, missing metadata."""
+    from connectors import open_store
+    from newsflow.feedadmin import feed_health, health_rows, read_feeds
+
+    path = _feeds_file(feeds)
+    settings = Settings()
+    now = datetime.now(UTC)
+    with _clear_errors():
+        listed = read_feeds(path)
+        store = open_store(settings)
+        try:
+            store.ensure()  # a store no poller has used yet: every feed "never polled"
+            report = feed_health(listed, store, now)
+        finally:
+            store.close()
+    if not report:
+        _err.print(f"no feeds in {path}", highlight=False)
+    _rows("feed health", health_rows(report, now, human=_out.is_terminal))
+
+
+@app.command()
+def doctor(
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds each network request may take.")
+    ] = 10.0,
+) -> None:
+    """Check the configured backends (and Prefect's API when PREFECT_API_URL is set)."""
+    from newsflow.doctor import run_checks
+
+    checks = run_checks(
+        Settings(), prefect_api_url=os.environ.get("PREFECT_API_URL") or None, timeout=timeout
+    )
+    styles = {"ok": "green", "FAIL": "bold red", "skip": "dim"}
+    width = max(len(check.name) for check in checks)
+    for check in checks:
+        if _out.is_terminal:
+            line = Text(f"{check.status:<4}", style=styles[check.status])
+            line.append(f" {check.name:<{width}}  {check.detail}")
+            _out.print(line, soft_wrap=True)
+        else:
+            print(f"{check.status:<4} {check.name:<{width}}  {check.detail}")
+    failed = [check for check in checks if check.failed]
+    if failed:
+        _err.print(f"[red]{len(failed)} check(s) failed[/red]")
         raise typer.Exit(1)
 
 

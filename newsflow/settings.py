@@ -206,6 +206,12 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("newsflow")))
     """Embedded buffer and store live here when Kafka / Elasticsearch are not configured."""
+    feeds_file: Path = Path("feeds.toml")
+    """Feeds file that ``newsflow feeds`` reads and edits (relative paths: the working
+    directory); ``--feeds`` overrides it."""
+    metrics_textfile: Path | None = None
+    """``newsflow run`` writes the counts of each cycle here, atomically, in the Prometheus
+    text format (for node_exporter's textfile collector). Unset: no file."""
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)

@@ -115,3 +115,33 @@ def test_feed_state_round_trip(store: Store) -> None:
     store.refresh()
     assert store.feed_states([state.feed_url])[state.feed_url].consecutive_failures == 0
     assert [s.feed_url for s in store.all_feed_states()] == [state.feed_url]
+
+
+def test_feed_stats_count_recent_and_missing_fields_per_feed(
+    store: Store, sample_article: Article
+) -> None:
+    feed = sample_article.feed_url
+    other_feed = "https://news.example.com/feeds/other.rss"
+    now = datetime.now(UTC)
+
+    def article(path: str, **update: object) -> Article:
+        url = f"https://news.example.com/{path}"
+        return sample_article.model_copy(update={"doc_id": doc_id(url), "url": url, **update})
+
+    store.index_batch(
+        [
+            article("a", fetched_at=now - timedelta(hours=1)),
+            article("b", fetched_at=now - timedelta(hours=30), published_at=None),
+            article("c", fetched_at=now, authors=[], text=" \n ", content_hash=content_hash("")),
+            article("d", feed_url=other_feed, fetched_at=now - timedelta(days=3)),
+        ]
+    )
+    store.refresh()
+    stats = store.feed_stats([feed, other_feed, "https://unknown/feed"], now - timedelta(hours=24))
+    assert list(stats) == [feed, other_feed, "https://unknown/feed"]
+    mine = stats[feed]
+    assert (mine.articles, mine.recent) == (3, 2)
+    assert (mine.missing_published_at, mine.missing_authors, mine.missing_text) == (1, 1, 1)
+    assert (stats[other_feed].articles, stats[other_feed].recent) == (1, 0)
+    assert stats["https://unknown/feed"].articles == 0
+    assert store.feed_stats([], now) == {}
