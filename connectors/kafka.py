@@ -14,12 +14,13 @@ from connectors.buffer import InRecord, OutRecord
 from newsflow.errors import BackendUnavailable, PublishError
 from newsflow.settings import KafkaSettings
 
-__all__ = ["KafkaBuffer", "KafkaGroupConsumer"]
+__all__ = ["KafkaBuffer", "KafkaGroupConsumer", "connection_options"]
 
 logger = logging.getLogger(__name__)
 
 
-def _connection(settings: KafkaSettings) -> dict[str, Any]:
+def connection_options(settings: KafkaSettings) -> dict[str, Any]:
+    """kafka-python client options (servers, security) shared by every Kafka client."""
     if not settings.bootstrap_servers:
         raise BackendUnavailable("NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS is not set")
     options: dict[str, Any] = {
@@ -49,7 +50,7 @@ class KafkaGroupConsumer:
                 # Large enough for a full poll of 100 KB articles; bounded by max_records.
                 fetch_max_bytes=64 * 1024 * 1024,
                 max_partition_fetch_bytes=settings.max_request_size,
-                **_connection(settings),
+                **connection_options(settings),
             )
         except KafkaError as exc:
             raise BackendUnavailable(f"Kafka unreachable at {settings.bootstrap_servers}") from exc
@@ -116,7 +117,7 @@ class KafkaBuffer:
                     linger_ms=s.linger_ms,
                     batch_size=s.batch_size,
                     max_request_size=s.max_request_size,
-                    **_connection(s),
+                    **connection_options(s),
                 )
             except KafkaError as exc:
                 raise BackendUnavailable(f"Kafka unreachable at {s.bootstrap_servers}") from exc
@@ -124,7 +125,7 @@ class KafkaBuffer:
 
     def ensure_topics(self, topics: Sequence[str]) -> None:
         try:
-            admin = KafkaAdminClient(**_connection(self._settings))
+            admin = KafkaAdminClient(**connection_options(self._settings))
         except KafkaError as exc:
             raise BackendUnavailable(
                 f"Kafka unreachable at {self._settings.bootstrap_servers}"

@@ -77,13 +77,13 @@ def _kafka_checks(settings: KafkaSettings, timeout: float) -> list[Check]:
     from kafka.admin import OffsetSpec
     from kafka.errors import KafkaError
 
-    from connectors.kafka import _connection
+    from connectors.kafka import connection_options
 
     topics = [settings.topic, settings.dlq_topic]
     group = f"kafka lag {settings.consumer_group}"
     budget = int(timeout * 1000)
     options = {
-        **_connection(settings),
+        **connection_options(settings),
         "request_timeout_ms": budget,
         "bootstrap_timeout_ms": budget,
     }
