@@ -9,12 +9,16 @@ a task fails (and is retried) only when the buffer or the store is unreachable.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectNotFound
 
 from connectors import Buffer, Store, open_buffer, open_store
 from flows import transient_only
@@ -29,7 +33,10 @@ from newsflow.settings import Settings
 from newsflow.summary import PollSummary
 from schemas import FeedConfig, FeedState
 
-__all__ = ["poll_feeds", "select_feeds"]
+__all__ = ["FETCH_LIMIT", "poll_feeds", "select_feeds"]
+
+FETCH_LIMIT = "newsflow-fetch"
+"""Prefect global concurrency limit a feed holds one slot of while its pages are fetched."""
 
 
 def select_feeds(feeds: Sequence[FeedConfig], tags: Sequence[str] | None) -> list[FeedConfig]:
@@ -57,6 +64,7 @@ def poll_feed_task(
     extractor: Extractor,
     claims: Claims,
     force: bool,
+    fetch_limit: str | None = None,
 ) -> PollSummary:
     counts = PollSummary()
     polled = poll_feed(feed, state, fetcher, settings.feed, force=force)
@@ -72,16 +80,22 @@ def poll_feed_task(
     if entries:
         progress = reporter()
         progress.add("fetch+extract", len(entries))
-        articles, collected = collect(
-            feed,
-            entries,
-            fetcher=fetcher,
-            extractor=extractor,
-            store=store,
-            claims=claims,
-            respect_robots=feed.respect_robots,
-            on_page=lambda: progress.advance("fetch+extract"),
+        # One slot per feed while its pages are fetched caps fetching across every run
+        # on every worker; the run's own Fetcher still caps requests within the run.
+        slot: AbstractContextManager[None] = (
+            concurrency(fetch_limit) if fetch_limit else nullcontext()
         )
+        with slot:
+            articles, collected = collect(
+                feed,
+                entries,
+                fetcher=fetcher,
+                extractor=extractor,
+                store=store,
+                claims=claims,
+                respect_robots=feed.respect_robots,
+                on_page=lambda: progress.advance("fetch+extract"),
+            )
         counts.merge(collected)
         try:
             counts.published += publish(buffer, settings.kafka.topic, articles)
@@ -93,6 +107,26 @@ def poll_feed_task(
     return counts
 
 
+def _existing_limit(name: str | None) -> str | None:
+    """``name`` if that global concurrency limit exists, else None (and one log line).
+
+    Prefect skips a missing limit on every acquisition with a warning each time; asking
+    once per run keeps a run without the limit (the CLI, a fresh server) quiet.
+    """
+    if not name:
+        return None
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            get_run_logger().info(
+                "global concurrency limit %s does not exist: fetching is not capped across runs",
+                name,
+            )
+            return None
+    return name
+
+
 def _summary_markdown(summary: PollSummary) -> str:
     rows = "\n".join(f"| {key} | {value} |" for key, value in summary.as_dict().items())
     return f"### poll_feeds\n\n| count | value |\n|---|---|\n{rows}\n"
@@ -100,9 +134,16 @@ def _summary_markdown(summary: PollSummary) -> str:
 
 @flow(name="poll_feeds", log_prints=False)
 def poll_feeds(
-    feeds_path: str, tags: list[str] | None = None, force: bool = False
+    feeds_path: str,
+    tags: list[str] | None = None,
+    force: bool = False,
+    fetch_limit: str | None = FETCH_LIMIT,
 ) -> dict[str, object]:
-    """Poll the due feeds listed in ``feeds_path`` (OPML, TOML or YAML) once."""
+    """Poll the due feeds listed in ``feeds_path`` (OPML, TOML or YAML) once.
+
+    ``fetch_limit`` names the Prefect global concurrency limit each feed holds a slot of
+    while its pages are fetched; a limit that does not exist caps nothing.
+    """
     logger = get_run_logger()
     settings = Settings()
     feeds = select_feeds(load_feeds(Path(feeds_path)), tags)
@@ -114,6 +155,7 @@ def poll_feeds(
         store.ensure()
         states = store.feed_states([f.url for f in feeds])
         claims = Claims()
+        limit = _existing_limit(fetch_limit)
         with Fetcher(settings.fetch) as fetcher, Extractor(settings.extract) as extractor:
             futures = [
                 poll_feed_task.submit(
@@ -126,6 +168,7 @@ def poll_feeds(
                     extractor=extractor,
                     claims=claims,
                     force=force,
+                    fetch_limit=limit,
                 )
                 for feed in feeds
             ]
