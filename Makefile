@@ -9,6 +9,8 @@ VENV := .venv
 STACK := deploy/local/stack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Precompiled bytecode: Prefect's temporary API server starts ~10 s faster the first time.
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: help install system-deps lint types unit integration test stack-up stack-down stack-status demo clean
 
@@ -58,6 +60,10 @@ test: install system-deps  ## everything CI runs, from a fresh clone
 	  $(VENV)/bin/ruff format --check . && \
 	  $(VENV)/bin/mypy && \
 	  $(VENV)/bin/pytest
+
+# The README's first command: set-up and an offline demo on the embedded backends.
+demo: install  ## install, then run newsflow on a bundled offline news site (no Java needed)
+	env -u NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS -u NEWSFLOW_ELASTICSEARCH_URL $(VENV)/bin/newsflow demo
 
 clean:  ## remove the environments (the stack's jar cache stays in ~/.cache/newsflow)
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

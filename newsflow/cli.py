@@ -44,6 +44,7 @@ __all__ = ["app"]
 # on a small machine; and a news ingester has no business phoning home.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
 
 app = typer.Typer(
     name="newsflow",
@@ -381,6 +382,23 @@ def search(
         _out.print(f"[bold]{number}. {hit.title}[/bold]", highlight=False)
         _out.print(f"   {hit.source or '?'} · {date} · {hit.url}", highlight=False, markup=False)
         _out.print(_snippet(hit.snippet), highlight=False)
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Where the demo's data stays (default NEWSFLOW_DATA_DIR)."),
+    ] = None,
+) -> None:
+    """Run the whole pipeline offline on a bundled news site (embedded backends)."""
+    # Imports Prefect itself, after setting Prefect's environment: do not import it first.
+    from newsflow.demo import run_demo
+
+    with _clear_errors():
+        result = run_demo(Settings(), _out, data_dir=data_dir)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 kibana_app = typer.Typer(help="Kibana saved objects for analysts.", no_args_is_help=True)
