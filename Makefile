@@ -60,6 +60,11 @@ test: install system-deps  ## everything CI runs, from a fresh clone
 	  $(VENV)/bin/ruff format --check . && \
 	  $(VENV)/bin/mypy && \
 	  $(VENV)/bin/pytest
+	@echo "--- the README's first command, with no JVM running"
+	! $(STACK) status >/dev/null 2>&1
+	demo_dir=$$(mktemp -d); trap 'rm -rf "$$demo_dir"' EXIT; \
+	  env -u NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS -u NEWSFLOW_ELASTICSEARCH_URL \
+	  $(VENV)/bin/newsflow demo --data-dir "$$demo_dir"
 
 # The README's first command: set-up and an offline demo on the embedded backends.
 demo: install  ## install, then run newsflow on a bundled offline news site (no Java needed)
