@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from connectors import Store, open_buffer, open_store
+from connectors import Store, open_store
 from flows.poll_feeds import poll_feeds
 from newsflow.identity import canonical_url, doc_id
-from newsflow.indexer import Indexer
 from newsflow.settings import Settings
 from newsflow.summary import IndexSummary
+from tests.support.indexing import index_until_idle
 from tests.support.site import FIXTURE_SITE, Site
 
 pytestmark = pytest.mark.integration
@@ -37,19 +37,9 @@ def store(stack_env: str) -> Iterator[Store]:
     opened.close()
 
 
-def index_all() -> IndexSummary:
-    settings = Settings()
-    buffer, store = open_buffer(settings), open_store(settings)
-    try:
-        return Indexer(buffer, store, settings.kafka, settings.indexer).run(until_idle=True)
-    finally:
-        buffer.close()
-        store.close()
-
-
 def cycle(feeds_file: Path) -> tuple[dict[str, object], IndexSummary]:
     polled = poll_feeds(feeds_path=str(feeds_file), force=True)
-    return polled, index_all()
+    return polled, index_until_idle()
 
 
 def page_id(site: Site, path: str) -> str:

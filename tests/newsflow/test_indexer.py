@@ -19,8 +19,8 @@ from newsflow.identity import content_hash
 from newsflow.indexer import DecodeError, Indexer, decode
 from newsflow.publish import encode
 from newsflow.settings import IndexerSettings, KafkaSettings, Settings
-from newsflow.summary import IndexSummary
 from schemas import Article
+from tests.support.indexing import index_until_idle
 
 
 def _record(
@@ -53,16 +53,6 @@ def test_decode_refuses_a_key_that_is_not_the_doc_id(sample_article: Article) ->
         decode(_record(out.value, out.headers, "0" * 32))
 
 
-def _run_indexer() -> IndexSummary:
-    settings = Settings()
-    buffer, store = open_buffer(settings), open_store(settings)
-    try:
-        return Indexer(buffer, store, settings.kafka, settings.indexer).run(until_idle=True)
-    finally:
-        buffer.close()
-        store.close()
-
-
 @pytest.mark.integration
 def test_poison_goes_to_the_dlq_and_order_and_replays_do_not_matter(
     stack_env: str, sample_article: Article
@@ -87,7 +77,7 @@ def test_poison_goes_to_the_dlq_and_order_and_replays_do_not_matter(
     buffer.publish(settings.kafka.topic, [encode(sample_article), encode(newer)])
     buffer.close()
 
-    summary = _run_indexer()
+    summary = index_until_idle()
     assert summary.consumed == 4
     assert (summary.indexed, summary.duplicates, summary.dead_lettered) == (1, 2, 1)
 
@@ -118,7 +108,7 @@ def test_poison_goes_to_the_dlq_and_order_and_replays_do_not_matter(
     assert headers["origin-offset"].isdigit() and headers["origin-partition"].isdigit()
 
     # Everything was committed: a second run finds nothing to do.
-    assert _run_indexer().consumed == 0
+    assert index_until_idle().consumed == 0
 
 
 def test_transient_store_failures_are_retried_and_offsets_wait_for_success(
