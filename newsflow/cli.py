@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,6 +30,7 @@ from rich.text import Text
 
 from newsflow import __version__, logs, progress
 from newsflow.errors import ConfigError, NewsflowError, TransientError
+from newsflow.hits import print_hits
 from newsflow.settings import Settings
 
 if TYPE_CHECKING:
@@ -53,7 +53,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-_MATCH = re.compile(r"\[\[(.*?)\]\]")
 logger = logging.getLogger(__name__)
 _out = Console()
 _err = Console(stderr=True)
@@ -323,13 +322,6 @@ def _parse_since(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _snippet(snippet: str) -> Text:
-    text = Text("   ")
-    for number, part in enumerate(_MATCH.split(snippet)):
-        text.append(part, style="bold yellow" if number % 2 else "")
-    return text
-
-
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="Words or a phrase in quotes.")],
@@ -376,12 +368,7 @@ def search(
                 )
             )
         return
-    _out.print(f"{result.total} hits for {query!r}")
-    for number, hit in enumerate(result.hits, 1):
-        date = hit.published_at.date().isoformat() if hit.published_at else "undated"
-        _out.print(f"[bold]{number}. {hit.title}[/bold]", highlight=False)
-        _out.print(f"   {hit.source or '?'} · {date} · {hit.url}", highlight=False, markup=False)
-        _out.print(_snippet(hit.snippet), highlight=False)
+    print_hits(_out, result, query)
 
 
 @app.command()

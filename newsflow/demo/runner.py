@@ -41,6 +41,7 @@ from connectors.buffer import Consumer
 from newsflow import progress
 from newsflow.demo.server import DemoSite, serve_demo_site
 from newsflow.errors import ConfigError
+from newsflow.hits import print_hits
 from newsflow.identity import canonical_url, doc_id
 from newsflow.indexer import Indexer
 from newsflow.settings import Settings
@@ -56,7 +57,6 @@ _EMBEDDED_PREFIXES = ("buffer.sqlite3", "store.sqlite3")
 # The demo always runs on the embedded backends, whatever the environment configures.
 _BACKENDS = {"NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS": "", "NEWSFLOW_ELASTICSEARCH_URL": ""}
 _SEARCH_LIMIT = 5
-_MATCH = re.compile(r"\[\[(.*?)\]\]")
 _LIBRARY_LOGGERS = (
     "newsflow",
     "connectors",
@@ -568,20 +568,3 @@ def _report(
         highlight=False,
         markup=False,
     )
-
-
-def print_hits(console: Console, result: SearchResult, query: str) -> None:
-    """Ranked hits as ``newsflow search`` shows them: title, source · date · URL, snippet."""
-    console.print(f"{result.total} hits for {query!r}", highlight=False)
-    for number, hit in enumerate(result.hits, 1):
-        date = hit.published_at.date().isoformat() if hit.published_at else "undated"
-        console.print(Text(f"{number}. {hit.title}", style="bold"))
-        console.print(Text(f"   {hit.source or '?'} · {date} · {hit.url}"))
-        console.print(_snippet(hit.snippet))
-
-
-def _snippet(snippet: str) -> Text:
-    text = Text("   ")
-    for number, part in enumerate(_MATCH.split(" ".join(snippet.split()))):
-        text.append(part, style="bold yellow" if number % 2 else "")
-    return text
