@@ -1,14 +1,12 @@
-"""The ``index_articles`` flow: a bounded drain of the buffer into the store."""
+"""The ``index_articles`` flow: :func:`newsflow.pipeline.drain` as a retried Prefect task."""
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from connectors import open_buffer, open_store
-from flows import transient_only
-from newsflow.indexer import Indexer
+from flows import summary_artifact, transient_only
+from newsflow import pipeline
 from newsflow.settings import Settings
 from newsflow.summary import IndexSummary
 
@@ -22,25 +20,17 @@ __all__ = ["index_articles"]
     retry_condition_fn=transient_only,
     cache_policy=NO_CACHE,
 )
-def drain() -> IndexSummary:
-    settings = Settings()
-    buffer = open_buffer(settings)
-    store = open_store(settings)
-    try:
-        return Indexer(buffer, store, settings.kafka, settings.indexer).run(until_idle=True)
-    finally:
-        buffer.close()
-        store.close()
+def drain(settings: Settings) -> IndexSummary:
+    return pipeline.drain(settings, until_idle=True)
 
 
 @flow(name="index_articles", log_prints=False)
-def index_articles() -> dict[str, object]:
-    """Index everything waiting in the buffer, then stop."""
-    summary = drain()
+def index_articles(settings: Settings | None = None) -> dict[str, object]:
+    """Index everything waiting in the buffer, then stop.
+
+    ``settings`` default to the ``NEWSFLOW_*`` environment of the worker.
+    """
+    summary = drain(settings if settings is not None else Settings())
     get_run_logger().info("index_articles summary %s", summary.line())
-    rows = "\n".join(f"| {k} | {v} |" for k, v in summary.as_dict().items())
-    create_markdown_artifact(
-        f"### index_articles\n\n| count | value |\n|---|---|\n{rows}\n",
-        key="index-articles-summary",
-    )
+    summary_artifact("index_articles", summary.as_dict(), key="index-articles-summary")
     return summary.as_dict()

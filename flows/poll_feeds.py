@@ -1,48 +1,33 @@
-"""The ``poll_feeds`` flow: feeds -> fetch -> extract -> publish.
+"""The ``poll_feeds`` flow: :class:`newsflow.pipeline.PollRun`, one Prefect task per feed.
 
-One task per feed (never per article): it polls the feed, plans which entries need their
-page, collects them through the run's shared HTTP client and extraction pool, and
-publishes the new revisions. Feed-level failures are feed health, not task failures;
-a task fails (and is retried) only when the buffer or the store is unreachable.
+The pipeline lives in :mod:`newsflow.pipeline`; this flow adds what Prefect is for: a
+task per feed (never per article) that Prefect retries on transient errors only, a slot
+of the global ``newsflow-fetch`` concurrency limit held while a feed's pages are fetched,
+the run logger and a summary artifact.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
-from datetime import UTC, datetime
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 
-from connectors import Buffer, Store, open_buffer, open_store
-from flows import transient_only
-from newsflow.collect import Claims, collect, plan
-from newsflow.extract import Extractor
+from flows import summary_artifact, transient_only
 from newsflow.feedlist import load_feeds
-from newsflow.feeds import poll_feed
-from newsflow.fetch import Fetcher
-from newsflow.progress import reporter
-from newsflow.publish import publish
+from newsflow.pipeline import FetchSlot, PollRun, select_feeds
 from newsflow.settings import Settings
 from newsflow.summary import PollSummary
 from schemas import FeedConfig, FeedState
 
-__all__ = ["FETCH_LIMIT", "poll_feeds", "select_feeds"]
+__all__ = ["FETCH_LIMIT", "poll_feeds"]
 
 FETCH_LIMIT = "newsflow-fetch"
 """Prefect global concurrency limit a feed holds one slot of while its pages are fetched."""
-
-
-def select_feeds(feeds: Sequence[FeedConfig], tags: Sequence[str] | None) -> list[FeedConfig]:
-    """Enabled feeds, restricted to those carrying one of ``tags`` when given."""
-    wanted = set(tags or [])
-    return [f for f in feeds if f.enabled and (not wanted or wanted.intersection(f.tags))]
 
 
 @task(
@@ -54,64 +39,29 @@ def select_feeds(feeds: Sequence[FeedConfig], tags: Sequence[str] | None) -> lis
     cache_policy=NO_CACHE,
 )
 def poll_feed_task(
+    run: PollRun,
     feed: FeedConfig,
     state: FeedState | None,
     *,
-    settings: Settings,
-    buffer: Buffer,
-    store: Store,
-    fetcher: Fetcher,
-    extractor: Extractor,
-    claims: Claims,
     force: bool,
     fetch_limit: str | None = None,
 ) -> PollSummary:
-    counts = PollSummary()
-    polled = poll_feed(feed, state, fetcher, settings.feed, force=force)
-    if polled.status in ("not_due", "disabled"):
-        counts.feeds_not_due += 1
-        return counts
-    counts.feeds_polled += 1
-    counts.not_modified += polled.status in ("not_modified", "unchanged")
-    counts.failed += polled.status == "failed"
-    counts.entries_seen += len(polled.entries)
-    entries = plan(polled.entries, store) if polled.entries else []
-    counts.new += len(entries)
-    if entries:
-        progress = reporter()
-        progress.add("fetch+extract", len(entries))
-        # One slot per feed while its pages are fetched caps fetching across every run
-        # on every worker; the run's own Fetcher still caps requests within the run.
-        slot: AbstractContextManager[None] = (
-            concurrency(fetch_limit) if fetch_limit else nullcontext()
-        )
-        with slot:
-            articles, collected = collect(
-                feed,
-                entries,
-                fetcher=fetcher,
-                extractor=extractor,
-                store=store,
-                claims=claims,
-                respect_robots=feed.respect_robots,
-                on_page=lambda: progress.advance("fetch+extract"),
-            )
-        counts.merge(collected)
-        try:
-            counts.published += publish(buffer, settings.kafka.topic, articles)
-        except Exception:
-            claims.release([a.doc_id for a in articles])
-            raise
-    # Feed state moves on only once its articles are safe in the buffer.
-    store.put_feed_states([polled.state])
-    return counts
+    if fetch_limit is None:
+        return run.poll_feed(feed, state, force=force)
+    limit = fetch_limit
+
+    def slot() -> AbstractContextManager[object]:
+        return concurrency(limit)
+
+    fetch_slot: FetchSlot = slot
+    return run.poll_feed(feed, state, force=force, fetch_slot=fetch_slot)
 
 
 def _existing_limit(name: str | None) -> str | None:
     """``name`` if that global concurrency limit exists, else None (and one log line).
 
     Prefect skips a missing limit on every acquisition with a warning each time; asking
-    once per run keeps a run without the limit (the CLI, a fresh server) quiet.
+    once per run keeps a run without the limit (a fresh server) quiet.
     """
     if not name:
         return None
@@ -127,61 +77,32 @@ def _existing_limit(name: str | None) -> str | None:
     return name
 
 
-def _summary_markdown(summary: PollSummary) -> str:
-    rows = "\n".join(f"| {key} | {value} |" for key, value in summary.as_dict().items())
-    return f"### poll_feeds\n\n| count | value |\n|---|---|\n{rows}\n"
-
-
 @flow(name="poll_feeds", log_prints=False)
 def poll_feeds(
     feeds_path: str,
     tags: list[str] | None = None,
     force: bool = False,
     fetch_limit: str | None = FETCH_LIMIT,
+    settings: Settings | None = None,
 ) -> dict[str, object]:
     """Poll the due feeds listed in ``feeds_path`` (OPML, TOML or YAML) once.
 
     ``fetch_limit`` names the Prefect global concurrency limit each feed holds a slot of
-    while its pages are fetched; a limit that does not exist caps nothing.
+    while its pages are fetched; a limit that does not exist caps nothing. ``settings``
+    default to the ``NEWSFLOW_*`` environment of the worker (a deployment's run).
     """
-    logger = get_run_logger()
-    settings = Settings()
+    settings = settings if settings is not None else Settings()
     feeds = select_feeds(load_feeds(Path(feeds_path)), tags)
     summary = PollSummary()
-    buffer = open_buffer(settings)
-    store = open_store(settings)
-    try:
-        buffer.ensure_topics([settings.kafka.topic, settings.kafka.dlq_topic])
-        store.ensure()
-        states = store.feed_states([f.url for f in feeds])
-        claims = Claims()
+    with PollRun(settings) as run:
+        states = run.feed_states(feeds)
         limit = _existing_limit(fetch_limit)
-        with Fetcher(settings.fetch) as fetcher, Extractor(settings.extract) as extractor:
-            futures = [
-                poll_feed_task.submit(
-                    feed,
-                    states.get(feed.url),
-                    settings=settings,
-                    buffer=buffer,
-                    store=store,
-                    fetcher=fetcher,
-                    extractor=extractor,
-                    claims=claims,
-                    force=force,
-                    fetch_limit=limit,
-                )
-                for feed in feeds
-            ]
-            for future in futures:
-                summary.merge(future.result())
-    finally:
-        buffer.close()
-        store.close()
-    line = summary.line()
-    logger.info("poll_feeds summary %s", line)
-    create_markdown_artifact(
-        _summary_markdown(summary),
-        key="poll-feeds-summary",
-        description=f"poll_feeds at {datetime.now(UTC).isoformat(timespec='seconds')}",
-    )
+        futures = [
+            poll_feed_task.submit(run, feed, states.get(feed.url), force=force, fetch_limit=limit)
+            for feed in feeds
+        ]
+        for future in futures:
+            summary.merge(future.result())
+    get_run_logger().info("poll_feeds summary %s", summary.line())
+    summary_artifact("poll_feeds", summary.as_dict(), key="poll-feeds-summary")
     return summary.as_dict()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -21,7 +20,6 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
-    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -31,6 +29,7 @@ from rich.text import Text
 from newsflow import __version__, logs, progress
 from newsflow.errors import ConfigError, NewsflowError, TransientError
 from newsflow.hits import print_hits
+from newsflow.orchestrator import prefect_defaults
 from newsflow.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,13 +37,6 @@ if TYPE_CHECKING:
     from newsflow.summary import IndexSummary
 
 __all__ = ["app"]
-
-# Prefect defaults for a command-line tool: without PREFECT_API_URL, Prefect starts a
-# temporary API server, whose first start (database migrations) can take half a minute
-# on a small machine; and a news ingester has no business phoning home.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
 
 app = typer.Typer(
     name="newsflow",
@@ -89,28 +81,6 @@ def _main(
     logs.configure(log_format.value, verbose=verbose)
 
 
-class _RichReporter:
-    """Progress bars on a terminal, one per phase."""
-
-    def __init__(self, bars: Progress) -> None:
-        self._bars = bars
-        self._tasks: dict[str, TaskID] = {}
-        self._lock = threading.Lock()  # feeds are polled by concurrent task threads
-
-    def add(self, phase: str, total: int) -> None:
-        with self._lock:
-            if phase not in self._tasks:
-                self._tasks[phase] = self._bars.add_task(phase, total=total)
-            else:
-                task = self._tasks[phase]
-                current = self._bars.tasks[self._tasks[phase]].total or 0
-                self._bars.update(task, total=current + total)
-
-    def advance(self, phase: str, amount: int = 1) -> None:
-        if phase in self._tasks:
-            self._bars.advance(self._tasks[phase], amount)
-
-
 @contextmanager
 def _progress() -> Iterator[None]:
     if not _err.is_terminal:
@@ -124,11 +94,35 @@ def _progress() -> Iterator[None]:
         transient=False,
     )
     with bars:
-        progress.install(_RichReporter(bars))
+        progress.install(progress.BarsReporter(bars))
         try:
             yield
         finally:
             progress.install(None)
+
+
+_PREFECT_OPTION = typer.Option(
+    "--prefect/--no-prefect",
+    help="Run as a Prefect flow, recorded in Prefect's API (default: when PREFECT_API_URL is set).",
+    show_default=False,
+)
+
+
+def _use_prefect(requested: bool | None) -> bool:
+    """Whether to run through the Prefect flows; says once when runs go unrecorded."""
+    use = requested if requested is not None else bool(os.environ.get("PREFECT_API_URL"))
+    if use:
+        prefect_defaults()
+    else:
+        logger.info(
+            "not recorded in Prefect: PREFECT_API_URL is not set "
+            "(set it, or pass --prefect for a temporary Prefect server)"
+        )
+    return use
+
+
+def _settings() -> Settings:
+    return Settings()
 
 
 def _report(title: str, values: Mapping[str, object]) -> None:
@@ -173,22 +167,50 @@ def run(
     every: Annotated[
         float, typer.Option("--every", help="Without --once: seconds between cycles.")
     ] = 60.0,
+    prefect: Annotated[bool | None, _PREFECT_OPTION] = None,
 ) -> None:
-    """Poll the feeds, extract new articles and publish them (the poll_feeds flow)."""
+    """Poll the feeds, extract new articles and publish them."""
+    with _clear_errors():
+        settings = _settings()
+        cycle = _prefect_cycle(settings) if _use_prefect(prefect) else None
+        with ExitStack() as stack:
+            if cycle is None:
+                from newsflow.feedlist import load_feeds
+                from newsflow.pipeline import PollRun, select_feeds
+
+                # One run for every cycle: the extraction pool starts once.
+                poller = stack.enter_context(PollRun(settings))
+
+                def direct(path: Path, tags: list[str] | None, force: bool) -> dict[str, object]:
+                    poller.new_cycle()
+                    selected = select_feeds(load_feeds(path), tags)
+                    return poller.poll(selected, force=force).as_dict()
+
+                cycle = direct
+            while True:
+                started = time.monotonic()
+                with _progress(), _textfile(settings.metrics_textfile, "poll_feeds") as counts:
+                    summary = cycle(feeds, tag, force)
+                    counts.update(summary)
+                _report("poll_feeds", summary)
+                if once:
+                    return
+                time.sleep(max(0.0, every - (time.monotonic() - started)))
+
+
+_Cycle = Callable[[Path, "list[str] | None", bool], dict[str, object]]
+
+
+def _prefect_cycle(settings: Settings) -> _Cycle:
+    """One polling cycle as a run of the ``poll_feeds`` flow."""
     from flows.poll_feeds import poll_feeds
 
     logs.reclaim()  # importing Prefect replaced the console handler with its own
-    textfile = Settings().metrics_textfile
-    with _clear_errors():
-        while True:
-            started = time.monotonic()
-            with _progress(), _textfile(textfile, "poll_feeds") as counts:
-                summary = poll_feeds(feeds_path=str(feeds), tags=tag, force=force)
-                counts.update(summary)
-            _report("poll_feeds", summary)
-            if once:
-                return
-            time.sleep(max(0.0, every - (time.monotonic() - started)))
+
+    def cycle(path: Path, tags: list[str] | None, force: bool) -> dict[str, object]:
+        return poll_feeds(feeds_path=str(path), tags=tags, force=force, settings=settings)
+
+    return cycle
 
 
 @contextmanager
@@ -266,14 +288,19 @@ def index(
     metrics_host: Annotated[
         str, typer.Option("--metrics-host", help="Address the metrics endpoint listens on.")
     ] = "127.0.0.1",
+    prefect: Annotated[bool | None, _PREFECT_OPTION] = None,
 ) -> None:
-    """Consume articles from the buffer and write them into the store."""
-    from connectors import open_buffer, open_store
-    from newsflow.indexer import Indexer
+    """Consume articles from the buffer and write them into the store.
+
+    With --until-idle and Prefect (PREFECT_API_URL or --prefect) the drain is a run of
+    the index_articles flow; a continuous indexer is a service, never a flow run.
+    """
+    from newsflow import pipeline
     from newsflow.metrics import IndexerMetrics, MetricsServer, serve
 
-    settings = Settings()
     with _clear_errors():
+        settings = _settings()
+        as_flow = until_idle and _use_prefect(prefect)
         server: MetricsServer | None = None
         callbacks: list[Callable[[IndexSummary, Consumer, float], None]] = []
         if metrics_port is not None:
@@ -284,8 +311,6 @@ def index(
                 raise ConfigError(f"--metrics-port {metrics_port}: {exc}") from None
             callbacks.append(metrics.on_batch)
             logger.info("serving metrics on %s", server.url, extra={"metrics_url": server.url})
-        buffer = open_buffer(settings)
-        store = open_store(settings)
         try:
             with _index_progress(until_idle) as show:
 
@@ -293,18 +318,23 @@ def index(
                     for callback in (*callbacks, show):
                         callback(summary, consumer, seconds)
 
-                summary = Indexer(
-                    buffer, store, settings.kafka, settings.indexer, on_batch=on_batch
-                ).run(until_idle=until_idle)
+                if as_flow:
+                    from flows.index_articles import index_articles
+
+                    logs.reclaim()
+                    with pipeline.observe_batches(on_batch):
+                        counts = index_articles(settings=settings)
+                else:
+                    counts = pipeline.drain(
+                        settings, until_idle=until_idle, on_batch=on_batch
+                    ).as_dict()
         except KeyboardInterrupt:
             _err.print("interrupted: uncommitted records will be delivered again")
             raise typer.Exit(130) from None
         finally:
-            buffer.close()
-            store.close()
             if server is not None:
                 server.close()
-    _report("index", summary.as_dict())
+    _report("index", counts)
 
 
 def _parse_since(value: str | None) -> datetime | None:
@@ -377,13 +407,14 @@ def demo(
         Path | None,
         typer.Option("--data-dir", help="Where the demo's data stays (default NEWSFLOW_DATA_DIR)."),
     ] = None,
+    prefect: Annotated[bool | None, _PREFECT_OPTION] = None,
 ) -> None:
     """Run the whole pipeline offline on a bundled news site (embedded backends)."""
-    # Imports Prefect itself, after setting Prefect's environment: do not import it first.
     from newsflow.demo import run_demo
 
     with _clear_errors():
-        result = run_demo(Settings(), _out, data_dir=data_dir)
+        settings = _settings()
+        result = run_demo(settings, _out, data_dir=data_dir, prefect=_use_prefect(prefect))
     if not result.ok:
         raise typer.Exit(1)
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,21 +28,23 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
 from rich.table import Table
 from rich.text import Text
 
-from connectors import SearchQuery, SearchResult, Store, open_buffer, open_store
+from connectors import SearchQuery, SearchResult, Store, open_store
 from connectors.buffer import Consumer
-from newsflow import progress
+from newsflow import logs, progress
 from newsflow.demo.server import DemoSite, serve_demo_site
 from newsflow.errors import ConfigError
+from newsflow.feedlist import load_feeds
 from newsflow.hits import print_hits
 from newsflow.identity import canonical_url, doc_id
-from newsflow.indexer import Indexer
+from newsflow.orchestrator import prefect_defaults
+from newsflow.pipeline import PollRun, drain, select_feeds
+from newsflow.progress import BarsReporter
 from newsflow.settings import Settings
 from newsflow.summary import IndexSummary
 
@@ -114,129 +115,125 @@ class DemoResult:
         return all(check.passed for check in self.checks)
 
 
+def demo_settings(settings: Settings, data_dir: Path) -> Settings:
+    """``settings`` as the demo runs them: embedded backends under ``data_dir``.
+
+    The demo site is on 127.0.0.1 and is ours: no SSRF guard, no politeness delay; and
+    everything is published before the indexer starts, so it need not wait for more.
+    """
+    return settings.model_copy(
+        update={
+            "data_dir": data_dir,
+            "kafka": settings.kafka.model_copy(update={"bootstrap_servers": None}),
+            "elasticsearch": settings.elasticsearch.model_copy(update={"url": None}),
+            "fetch": settings.fetch.model_copy(
+                update={
+                    "allow_private_networks": True,
+                    "per_host_delay": 0.0,
+                    "per_host_concurrency": 8,
+                }
+            ),
+            "indexer": settings.indexer.model_copy(update={"poll_timeout": 0.2}),
+        }
+    )
+
+
 def run_demo(
     settings: Settings,
     console: Console,
     *,
     data_dir: Path | None = None,
     verbose: bool = False,
+    prefect: bool = False,
 ) -> DemoResult:
     """Run the offline demo and print its report on ``console``.
 
-    ``data_dir`` (default ``settings.data_dir``) receives the embedded buffer and store,
-    the demo's feeds file and, unless ``PREFECT_HOME`` is set, Prefect's database. A data
-    directory left by an earlier demo is reset; one holding other newsflow data is refused
-    with :class:`~newsflow.errors.ConfigError`. Without ``verbose``, Prefect and library
-    logging is held at WARNING so that the report stays readable.
+    ``data_dir`` (default ``settings.data_dir``) receives the embedded buffer and store
+    and the demo's feeds file. A data directory left by an earlier demo is reset; one
+    holding other newsflow data is refused with :class:`~newsflow.errors.ConfigError`.
+    With ``prefect`` the polls are runs of the ``poll_feeds`` flow (and, unless
+    ``PREFECT_HOME`` is set, Prefect's database is kept in the data directory); without,
+    the same pipeline runs directly. Without ``verbose``, library logging is held at
+    WARNING so that the report stays readable.
     """
     started = time.monotonic()
     manifest = _manifest()
     target = (data_dir or settings.data_dir).expanduser().resolve()
-    environment = {
-        "NEWSFLOW_DATA_DIR": str(target),
-        **_BACKENDS,
-        # The demo site is on 127.0.0.1 and is ours: no SSRF guard, no politeness delay.
-        "NEWSFLOW_FETCH_ALLOW_PRIVATE_NETWORKS": "true",
-        "NEWSFLOW_FETCH_PER_HOST_DELAY": "0",
-        "NEWSFLOW_FETCH_PER_HOST_CONCURRENCY": "8",
-        # Everything is published before the indexer starts: no need to wait for more.
-        "NEWSFLOW_INDEXER_POLL_TIMEOUT": "0.2",
-    }
-    prefect_defaults = _prefect_environment(target / "prefect", verbose=verbose)
-    with _environment(environment, prefect_defaults), _quiet(not verbose):
-        demo_settings = Settings()
-        _prepare(target, demo_settings, manifest)
+    local = demo_settings(settings, target)
+    with _quiet(not verbose), ExitStack() as stack:
+        _prepare(target, local, manifest)
         console.print(
             f"[bold]newsflow demo[/bold]: {manifest['site_name']}, a bundled offline news "
             "site, through the whole pipeline on the embedded backends"
         )
-        with console.status("Starting Prefect..."):
-            # Imported here, after the environment is set: Prefect reads it once, on import.
-            from flows.poll_feeds import poll_feeds
-
-            api, prefect_seconds = _start_prefect()
-        with serve_demo_site() as site:
-            feeds_file = _write_feeds_file(target, site)
-            _write_marker(target, site)
-            console.print(
-                f"  site     {site.base}/ ({len(manifest['feeds'])} feeds)", highlight=False
-            )
-            console.print(f"  data     {target}", highlight=False)
-            console.print(f"  prefect  {api}, ready in {prefect_seconds:.1f} s", highlight=False)
-            cycles = []
-            for phase in (1, 2):
-                site.phase = phase
-                cycles.append(
-                    _cycle(phase, feeds_file, poll_feeds, demo_settings, console, manifest)
-                )
-            store = open_store(demo_settings)
-            try:
-                result = _result(target, feeds_file, site, tuple(cycles), store, manifest)
-            finally:
-                store.close()
+        if prefect:
+            with console.status("Starting Prefect..."):
+                poll, where, prefect_seconds = _prefect_polls(local, target, verbose=verbose)
+        else:
+            poll = _direct_polls(local, stack)
+            where, prefect_seconds = "not used (set PREFECT_API_URL or pass --prefect)", 0.0
+        site = stack.enter_context(serve_demo_site())
+        feeds_file = _write_feeds_file(target, site)
+        _write_marker(target, site)
+        console.print(f"  site     {site.base}/ ({len(manifest['feeds'])} feeds)", highlight=False)
+        console.print(f"  data     {target}", highlight=False)
+        console.print(f"  prefect  {where}", highlight=False)
+        cycles = []
+        for phase in (1, 2):
+            site.phase = phase
+            cycles.append(_cycle(phase, feeds_file, poll, local, console, manifest))
+        store = open_store(local)
+        try:
+            result = _result(target, feeds_file, site, tuple(cycles), store, manifest)
+        finally:
+            store.close()
     result = replace(result, prefect_seconds=prefect_seconds, seconds=time.monotonic() - started)
     _report(console, result, manifest, settings, target)
     return result
 
 
-def _start_prefect() -> tuple[str, float]:
-    """Connect to Prefect's API now, so that its start-up is shown apart from the polls.
+_Poll = Callable[[Path], Mapping[str, object]]
+
+
+def _direct_polls(settings: Settings, stack: ExitStack) -> _Poll:
+    """Polls that run :class:`~newsflow.pipeline.PollRun` in this process."""
+    run = stack.enter_context(PollRun(settings))
+
+    def poll(feeds_file: Path) -> Mapping[str, object]:
+        run.new_cycle()
+        return run.poll(select_feeds(load_feeds(feeds_file), None), force=True).as_dict()
+
+    return poll
+
+
+def _prefect_polls(
+    settings: Settings, data_dir: Path, *, verbose: bool
+) -> tuple[_Poll, str, float]:
+    """Polls that are runs of the ``poll_feeds`` flow, once Prefect's API answers.
 
     Without ``PREFECT_API_URL`` this starts Prefect's temporary API server, which the
-    flows of this process then share; its first start creates its database.
+    flows of this process then share; its first start creates its database (kept next
+    to the demo data: a new one costs ~30 s).
     """
+    prefect_defaults(home=data_dir / "prefect", quiet=not verbose)
     from prefect.client.base import ServerType
     from prefect.client.orchestration import get_client
 
+    from flows.poll_feeds import poll_feeds
+
+    logs.reclaim()  # importing Prefect replaced the console handler with its own
     started = time.monotonic()
     with get_client(sync_client=True) as client:
         client.hello()
         api = str(client.api_url)
         if client.server_type == ServerType.EPHEMERAL:
             api += ", a temporary server"
-    return api, time.monotonic() - started
+    seconds = time.monotonic() - started
 
+    def poll(feeds_file: Path) -> Mapping[str, object]:
+        return poll_feeds(feeds_path=str(feeds_file), force=True, settings=settings)
 
-# --- environment -----------------------------------------------------------------------
-
-
-def _prefect_environment(home: Path, *, verbose: bool) -> dict[str, str]:
-    """Prefect settings for the demo, applied only where the user has not set them."""
-    values = {
-        # Prefect's database persists next to the demo data: a new one costs ~30 s.
-        "PREFECT_HOME": str(home),
-        # Offline: no usage reporting, neither from the temporary API server nor from the
-        # client (which also prints a notice about it on a terminal).
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        # A cold start (database migrations) on a busy 2-core machine takes 30-60 s.
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-    }
-    if not verbose:
-        values["PREFECT_LOGGING_LEVEL"] = "WARNING"
-        values["PREFECT_SERVER_LOGGING_LEVEL"] = "WARNING"
-    return values
-
-
-@contextmanager
-def _environment(values: Mapping[str, str], defaults: Mapping[str, str]) -> Iterator[None]:
-    """Set ``values`` (and ``defaults`` where unset) for the block; restore afterwards.
-
-    The flows read their settings from the environment, as they do when Prefect runs them
-    from a deployment; this is how the demo's settings reach them.
-    """
-    saved = {name: os.environ.get(name) for name in [*values, *defaults]}
-    os.environ.update(values)
-    for name, value in defaults.items():
-        os.environ.setdefault(name, value)
-    try:
-        yield
-    finally:
-        for name, previous in saved.items():
-            if previous is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = previous
+    return poll, f"{api}, ready in {seconds:.1f} s", seconds
 
 
 @contextmanager
@@ -315,33 +312,10 @@ def _write_marker(data_dir: Path, site: DemoSite) -> None:
 # --- one cycle -------------------------------------------------------------------------
 
 
-class _Bars:
-    """The progress hook for one cycle: a bar per phase, named after the cycle."""
-
-    def __init__(self, bars: Progress, cycle: str) -> None:
-        self._bars = bars
-        self._cycle = cycle
-        self._tasks: dict[str, TaskID] = {}
-
-    def task(self, phase: str, total: int) -> TaskID:
-        if phase not in self._tasks:
-            self._tasks[phase] = self._bars.add_task(f"{self._cycle} {phase}", total=total)
-        return self._tasks[phase]
-
-    def add(self, phase: str, total: int) -> None:
-        task = self.task(phase, 0)
-        current = self._bars.tasks[task].total or 0
-        self._bars.update(task, total=current + total)
-
-    def advance(self, phase: str, amount: int = 1) -> None:
-        if phase in self._tasks:
-            self._bars.advance(self._tasks[phase], amount)
-
-
 def _cycle(
     phase: int,
     feeds_file: Path,
-    poll_feeds: Callable[..., dict[str, object]],
+    poll: _Poll,
     settings: Settings,
     console: Console,
     manifest: Mapping[str, Any],
@@ -363,12 +337,12 @@ def _cycle(
             "are unchanged",
             highlight=False,
         )
-    hook = _Bars(bars, label)
+    hook = BarsReporter(bars, label)
     with bars:
         feeds = bars.add_task(f"{label} feeds", total=None)
         progress.install(hook)
         try:
-            polled = poll_feeds(feeds_path=str(feeds_file), force=True)
+            polled = poll(feeds_file)
         finally:
             progress.install(None)
         done = _int(polled.get("feeds_polled"))
@@ -388,21 +362,14 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) else 0
 
 
-def _index(settings: Settings, hook: _Bars, expected: int, bars: Progress) -> IndexSummary:
+def _index(settings: Settings, hook: BarsReporter, expected: int, bars: Progress) -> IndexSummary:
     task = hook.task("index", expected)
 
     def on_batch(summary: IndexSummary, consumer: Consumer, _seconds: float) -> None:
         waiting = sum(consumer.lag().values())
         bars.update(task, total=summary.consumed + waiting, completed=summary.consumed)
 
-    buffer = open_buffer(settings)
-    store = open_store(settings)
-    try:
-        indexer = Indexer(buffer, store, settings.kafka, settings.indexer, on_batch=on_batch)
-        summary = indexer.run(until_idle=True)
-    finally:
-        buffer.close()
-        store.close()
+    summary = drain(settings, until_idle=True, on_batch=on_batch)
     bars.update(task, total=summary.consumed, completed=summary.consumed)
     return summary
 
@@ -547,8 +514,13 @@ def _report(
     print_hits(console, result.search, manifest["search"])
     console.print()
     console.print(
-        f"Finished in {result.seconds:.1f} s ({result.prefect_seconds:.1f} s of it starting "
-        f"Prefect). The articles stay in {data_dir}.",
+        f"Finished in {result.seconds:.1f} s"
+        + (
+            f" ({result.prefect_seconds:.1f} s of it starting Prefect)"
+            if result.prefect_seconds
+            else ""
+        )
+        + f". The articles stay in {data_dir}.",
         highlight=False,
     )
     prefix = ""

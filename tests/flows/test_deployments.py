@@ -41,7 +41,8 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFi
 from prefect.exceptions import ObjectNotFound
 
 from connectors import open_store
-from flows.poll_feeds import FETCH_LIMIT, select_feeds
+from flows.poll_feeds import FETCH_LIMIT
+from newsflow.pipeline import select_feeds
 from newsflow.feedlist import load_feeds
 from newsflow.identity import canonical_url, doc_id
 from newsflow.settings import Settings

@@ -212,16 +212,20 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
+@pytest.mark.parametrize("mode", ["direct", "prefect"])
 def test_run_index_status_doctor_end_to_end(
-    embedded_env: Path, site: Site, monkeypatch: pytest.MonkeyPatch
+    embedded_env: Path, site: Site, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
+    """The same commands, run directly (no PREFECT_API_URL) or as Prefect flow runs."""
+    prefect = ["--prefect"] if mode == "prefect" else []
     monkeypatch.setenv("NEWSFLOW_FETCH_ALLOW_PRIVATE_NETWORKS", "true")
     monkeypatch.setenv("NEWSFLOW_FETCH_PER_HOST_DELAY", "0")
     textfile = embedded_env / "textfile" / "newsflow.prom"
     monkeypatch.setenv("NEWSFLOW_METRICS_TEXTFILE", str(textfile))
     _invoke("feeds", "import", str(_opml(site.base, embedded_env)))
 
-    stdout, _ = _invoke("run", "--once", "--feeds", "feeds.toml")
+    stdout, stderr = _invoke("run", "--once", "--feeds", "feeds.toml", *prefect)
+    assert ("not recorded in Prefect" in stderr) is (mode == "direct")
     polled = _pairs(stdout)
     assert int(polled["published"]) > 0
     samples = _samples(textfile.read_text())
@@ -230,7 +234,7 @@ def test_run_index_status_doctor_end_to_end(
     )
     assert samples[("newsflow_poll_feeds_last_run_success", ())] == 1
 
-    stdout, _ = _invoke("index", "--until-idle")
+    stdout, _ = _invoke("index", "--until-idle", *prefect)
     assert _pairs(stdout)["indexed"] == polled["published"]
 
     stdout, _ = _invoke("feeds", "status")

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-from connectors import open_buffer, open_store
-from newsflow.indexer import Indexer
+from newsflow.pipeline import drain
 from newsflow.settings import Settings
 from newsflow.summary import IndexSummary
 
 
-def index_until_idle() -> IndexSummary:
-    settings = Settings()
-    buffer, store = open_buffer(settings), open_store(settings)
-    try:
-        return Indexer(buffer, store, settings.kafka, settings.indexer).run(until_idle=True)
-    finally:
-        buffer.close()
-        store.close()
+def index_until_idle(settings: Settings | None = None) -> IndexSummary:
+    return drain(settings if settings is not None else Settings(), until_idle=True)

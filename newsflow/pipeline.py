@@ -1,0 +1,236 @@
+"""The pipeline as a plain library: one poll of the feeds, one drain of the buffer.
+
+:func:`poll_once` runs feeds -> fetch -> extract -> publish for a set of feeds and
+:func:`drain` runs buffer -> store until nothing is waiting. Both take their settings as
+an argument and need nothing but the connectors: the CLI calls them directly, and the
+Prefect flows in ``flows/`` wrap the same calls in tasks for schedules, retries and
+artifacts.
+
+A poll is organised around a :class:`PollRun`, which owns what the feeds of a run share
+(the buffer, the store, one HTTP client, one extraction pool and the run's claims) and
+polls one feed at a time through :meth:`PollRun.poll_feed`. A Prefect task wraps exactly
+that method, so that a feed is the unit Prefect retries; :func:`poll_once` calls it for
+every feed on a small thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from types import TracebackType
+
+from connectors import Buffer, Store, open_buffer, open_store
+from connectors.buffer import Consumer
+from newsflow.collect import Claims, collect, plan
+from newsflow.extract import Extractor
+from newsflow.feeds import poll_feed
+from newsflow.fetch import Fetcher
+from newsflow.indexer import Indexer
+from newsflow.progress import reporter
+from newsflow.publish import publish
+from newsflow.settings import Settings
+from newsflow.summary import IndexSummary, PollSummary
+from schemas import FeedConfig, FeedState
+
+__all__ = [
+    "BatchCallback",
+    "FetchSlot",
+    "PollRun",
+    "drain",
+    "observe_batches",
+    "poll_once",
+    "select_feeds",
+]
+
+logger = logging.getLogger(__name__)
+
+FetchSlot = Callable[[], AbstractContextManager[object]]
+"""Makes the context a feed holds while its pages are fetched and extracted.
+
+The Prefect flow passes one that takes a slot of a global concurrency limit, so that
+fetching is capped across every run on every worker; by default nothing is held.
+"""
+
+
+BatchCallback = Callable[[IndexSummary, Consumer, float], None]
+"""Called after every indexed batch with the running counts, the consumer and its seconds."""
+
+
+def _no_slot() -> AbstractContextManager[object]:
+    return nullcontext()
+
+
+def select_feeds(feeds: Sequence[FeedConfig], tags: Sequence[str] | None) -> list[FeedConfig]:
+    """Enabled feeds, restricted to those carrying one of ``tags`` when given."""
+    wanted = set(tags or [])
+    return [f for f in feeds if f.enabled and (not wanted or wanted.intersection(f.tags))]
+
+
+class PollRun:
+    """What the feeds of one polling run share, and the per-feed pipeline.
+
+    Use it as a context manager: entering opens the buffer and the store (creating the
+    topics and indices when missing), the HTTP client and the extraction pool; leaving
+    closes them. One instance may serve several cycles (``newsflow run --every``), so the
+    extraction pool is started once.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stack = ExitStack()
+        self._parts: tuple[Buffer, Store, Fetcher, Extractor] | None = None
+        self.claims = Claims()
+
+    def __enter__(self) -> PollRun:
+        settings = self.settings
+        with ExitStack() as stack:
+            buffer = open_buffer(settings)
+            stack.callback(buffer.close)
+            store = open_store(settings)
+            stack.callback(store.close)
+            buffer.ensure_topics([settings.kafka.topic, settings.kafka.dlq_topic])
+            store.ensure()
+            fetcher = stack.enter_context(Fetcher(settings.fetch))
+            extractor = stack.enter_context(Extractor(settings.extract))
+            self._stack = stack.pop_all()
+        self._parts = (buffer, store, fetcher, extractor)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._parts = None
+        self._stack.close()
+
+    def _open(self) -> tuple[Buffer, Store, Fetcher, Extractor]:
+        if self._parts is None:
+            raise RuntimeError("PollRun used outside its `with` block")
+        return self._parts
+
+    def new_cycle(self) -> None:
+        """Forget the previous cycle's claims (each cycle deduplicates on its own)."""
+        self.claims = Claims()
+
+    def feed_states(self, feeds: Sequence[FeedConfig]) -> dict[str, FeedState]:
+        """The stored state of each feed that has one, by configured URL."""
+        _, store, _, _ = self._open()
+        return store.feed_states([f.url for f in feeds])
+
+    def poll_feed(
+        self,
+        feed: FeedConfig,
+        state: FeedState | None,
+        *,
+        force: bool = False,
+        fetch_slot: FetchSlot = _no_slot,
+    ) -> PollSummary:
+        """Poll one feed: plan its entries, collect their pages, publish the new revisions.
+
+        A feed that fails (unreachable, malformed) is counted, not raised: its health is
+        in its state. Only an unreachable buffer or store raises, and then the feed's
+        state does not move on, so that the next attempt plans the same entries again.
+        """
+        buffer, store, fetcher, extractor = self._open()
+        counts = PollSummary()
+        polled = poll_feed(feed, state, fetcher, self.settings.feed, force=force)
+        if polled.status in ("not_due", "disabled"):
+            counts.feeds_not_due += 1
+            return counts
+        counts.feeds_polled += 1
+        counts.not_modified += polled.status in ("not_modified", "unchanged")
+        counts.failed += polled.status == "failed"
+        counts.entries_seen += len(polled.entries)
+        entries = plan(polled.entries, store) if polled.entries else []
+        counts.new += len(entries)
+        if entries:
+            progress = reporter()
+            progress.add("fetch+extract", len(entries))
+            with fetch_slot():
+                articles, collected = collect(
+                    feed,
+                    entries,
+                    fetcher=fetcher,
+                    extractor=extractor,
+                    store=store,
+                    claims=self.claims,
+                    respect_robots=feed.respect_robots,
+                    on_page=lambda: progress.advance("fetch+extract"),
+                )
+            counts.merge(collected)
+            try:
+                counts.published += publish(buffer, self.settings.kafka.topic, articles)
+            except Exception:
+                self.claims.release([a.doc_id for a in articles])
+                raise
+        # Feed state moves on only once its articles are safe in the buffer.
+        store.put_feed_states([polled.state])
+        return counts
+
+    def poll(self, feeds: Sequence[FeedConfig], *, force: bool = False) -> PollSummary:
+        """Poll ``feeds`` concurrently (one thread per feed, up to the fetch limit)."""
+        summary = PollSummary()
+        if not feeds:
+            return summary
+        states = self.feed_states(feeds)
+        workers = max(1, min(len(feeds), self.settings.fetch.concurrency))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
+            futures = [
+                pool.submit(self.poll_feed, feed, states.get(feed.url), force=force)
+                for feed in feeds
+            ]
+            for future in futures:
+                summary.merge(future.result())
+        return summary
+
+
+def poll_once(
+    settings: Settings, feeds: Sequence[FeedConfig], *, force: bool = False
+) -> PollSummary:
+    """Poll the due ones of ``feeds`` once and publish what is new; the run's counts."""
+    with PollRun(settings) as run:
+        summary = run.poll(feeds, force=force)
+    logger.info("poll summary %s", summary.line())
+    return summary
+
+
+_batch_observer: BatchCallback | None = None
+
+
+@contextmanager
+def observe_batches(callback: BatchCallback) -> Iterator[None]:
+    """Make ``callback`` every :func:`drain` call's batch callback within the block.
+
+    How the CLI shows progress and serves metrics for a drain that runs inside a Prefect
+    flow, whose parameters must stay serialisable.
+    """
+    global _batch_observer
+    previous, _batch_observer = _batch_observer, callback
+    try:
+        yield
+    finally:
+        _batch_observer = previous
+
+
+def drain(
+    settings: Settings,
+    *,
+    until_idle: bool = True,
+    on_batch: BatchCallback | None = None,
+) -> IndexSummary:
+    """Index what waits in the buffer into the store (forever unless ``until_idle``)."""
+    on_batch = on_batch if on_batch is not None else _batch_observer
+    buffer = open_buffer(settings)
+    try:
+        store = open_store(settings)
+        try:
+            indexer = Indexer(buffer, store, settings.kafka, settings.indexer, on_batch=on_batch)
+            return indexer.run(until_idle=until_idle)
+        finally:
+            store.close()
+    finally:
+        buffer.close()
