@@ -4,7 +4,7 @@ Three steps, each batched per feed:
 
 1. :func:`plan` looks up every entry's id in the store in one request and keeps the
    entries never seen, or seen with an older update time than the feed now reports;
-2. the pages are fetched concurrently and extracted in the extraction pool;
+2. the pages are fetched concurrently, each handed to the extraction pool as it arrives;
 3. each page becomes an :class:`~schemas.Article` with its identity; a revision whose
    content is unchanged from the stored one (or that another feed of the same run
    already produced) is counted as a duplicate and dropped.
@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from connectors.store import SeenDoc, Store
 from newsflow.errors import FetchError
-from newsflow.extract import Extractor, ExtractSkip, Page
+from newsflow.extract import Extractor, ExtractSkip, Page, PendingExtraction
 from newsflow.fetch import (
     BlockedAddress,
     BodyTooLarge,
@@ -130,6 +131,10 @@ class _Fetched:
     entry: FeedEntry
     response: FetchResponse
     fetched_at: datetime
+    extraction: PendingExtraction
+
+
+_MAX_FETCH_THREADS = 16
 
 
 def collect(
@@ -143,26 +148,48 @@ def collect(
     respect_robots: bool | None = None,
     on_page: Callable[[], None] | None = None,
 ) -> tuple[list[Article], PollSummary]:
-    """Fetch, extract and identify the planned entries of one feed."""
-    counts = PollSummary()
-    fetched: list[_Fetched] = []
-    results = fetcher.get_many([e.link for e in entries], respect_robots=respect_robots)
-    for entry, result in zip(entries, results, strict=True):
-        if isinstance(result, FetchError):
-            counts.skipped[_skip_reason(result)] += 1
-            if on_page is not None:
-                on_page()
-        elif not result.is_html:
-            counts.fetched += 1
-            counts.skipped["not_html"] += 1
-            if on_page is not None:
-                on_page()
-        else:
-            counts.fetched += 1
-            fetched.append(_Fetched(entry, result, datetime.now(UTC)))
+    """Fetch, extract and identify the planned entries of one feed.
 
-    pages = [Page(url=f.response.url, html=f.response.text()) for f in fetched]
-    extractions = extractor.extract_many(pages, on_done=on_page)
+    Each page goes to the extraction pool as soon as it has arrived, so downloads and
+    extraction overlap (within the feed and with the other feeds of the run); the
+    pool's backlog bound holds the downloads back when extraction falls behind.
+    """
+    counts = PollSummary()
+
+    def fetch(entry: FeedEntry) -> _Fetched | FetchError | FetchResponse:
+        try:
+            response = fetcher.get(entry.link, respect_robots=respect_robots)
+        except FetchError as exc:
+            return exc
+        if not response.is_html:
+            return response
+        fetched_at = datetime.now(UTC)
+        pending = extractor.submit(Page(url=response.url, html=response.text()))
+        return _Fetched(entry, response, fetched_at, pending)
+
+    fetched: list[_Fetched] = []
+    if entries:
+        threads = min(_MAX_FETCH_THREADS, len(entries))
+        with ThreadPoolExecutor(threads, thread_name_prefix="newsflow-collect") as pool:
+            for result in pool.map(fetch, entries):
+                if isinstance(result, FetchError):
+                    counts.skipped[_skip_reason(result)] += 1
+                    if on_page is not None:
+                        on_page()
+                elif isinstance(result, FetchResponse):
+                    counts.fetched += 1
+                    counts.skipped["not_html"] += 1
+                    if on_page is not None:
+                        on_page()
+                else:
+                    counts.fetched += 1
+                    fetched.append(result)
+
+    extractions = []
+    for item in fetched:
+        extractions.append(extractor.result(item.extraction))
+        if on_page is not None:
+            on_page()
 
     candidates: list[Article] = []
     for item, extraction in zip(fetched, extractions, strict=True):

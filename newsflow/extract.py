@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import re
 import resource
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ import pebble
 from newsflow.settings import ExtractSettings
 from schemas import PageExtraction
 
-__all__ = ["ExtractSkip", "Extractor", "Page", "extract_page"]
+__all__ = ["ExtractSkip", "Extractor", "Page", "PendingExtraction", "extract_page"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,11 +146,29 @@ def _init_worker(memory_mb: int) -> None:
     import trafilatura  # noqa: F401  (import once per worker, not per page)
 
 
-class Extractor:
-    """A pool of extraction workers; use as a context manager around a whole run."""
+@dataclass(frozen=True, slots=True)
+class PendingExtraction:
+    """A page handed to the pool by :meth:`Extractor.submit`; redeem with ``result``."""
 
-    def __init__(self, settings: ExtractSettings) -> None:
+    page: Page
+    future: concurrent.futures.Future[PageExtraction | ExtractSkip]
+
+
+class Extractor:
+    """A pool of extraction workers; use as a context manager around a whole run.
+
+    Pages can be handed over one at a time as they are fetched (:meth:`submit`), from
+    any thread: the pool then extracts while the next pages download. At most
+    ``backlog`` pages wait for a worker; :meth:`submit` blocks beyond that, which holds
+    fetching back to the pace of extraction and bounds the HTML held in memory.
+    """
+
+    def __init__(self, settings: ExtractSettings, *, backlog: int | None = None) -> None:
         self._settings = settings
+        # Running plus waiting pages: enough that a worker never waits for a download.
+        self._slots = threading.BoundedSemaphore(
+            backlog if backlog is not None else 4 * settings.workers
+        )
         # forkserver: the parent runs threads (Prefect, HTTP), which fork does not survive.
         self._pool = pebble.ProcessPool(
             max_workers=settings.workers,
@@ -169,21 +188,35 @@ class Extractor:
     ) -> None:
         self.close()
 
-    def extract_many(
-        self, pages: Sequence[Page], on_done: Callable[[], None] | None = None
-    ) -> list[PageExtraction | ExtractSkip]:
-        """Extract pages in parallel; results in input order."""
-        futures = [
-            self._pool.schedule(
+    def submit(self, page: Page) -> PendingExtraction:
+        """Hand ``page`` to the pool (waiting while the backlog is full)."""
+        self._slots.acquire()
+        try:
+            future = self._pool.schedule(
                 extract_page,
                 args=(page.html, page.url, self._settings.min_text_chars),
                 timeout=self._settings.page_timeout,
             )
-            for page in pages
-        ]
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _done: self._slots.release())
+        return PendingExtraction(page, future)
+
+    def result(self, pending: PendingExtraction) -> PageExtraction | ExtractSkip:
+        """The extraction of a submitted page, or why it yielded no article."""
+        return self._outcome(pending.page, pending.future)
+
+    def extract_many(
+        self, pages: Sequence[Page], on_done: Callable[[], None] | None = None
+    ) -> list[PageExtraction | ExtractSkip]:
+        """Extract pages in parallel; results in input order."""
         results: list[PageExtraction | ExtractSkip] = []
-        for page, future in zip(pages, futures, strict=True):
-            results.append(self._outcome(page, future))
+        pending: list[PendingExtraction] = []
+        for page in pages:
+            pending.append(self.submit(page))
+        for item in pending:
+            results.append(self.result(item))
             if on_done is not None:
                 on_done()
         return results
