@@ -28,6 +28,7 @@ from tomlkit.items import AoT, Array
 from connectors.store import FeedStats, Store
 from newsflow.errors import ConfigError
 from newsflow.feedlist import load_feeds, parse_interval
+from newsflow.identity import url_key
 from schemas import FeedConfig, FeedState
 
 __all__ = [
@@ -57,13 +58,6 @@ def read_feeds(path: Path) -> list[FeedConfig]:
             "`newsflow feeds import FILE.opml`, or pass --feeds / set NEWSFLOW_FEEDS_FILE"
         )
     return load_feeds(path)
-
-
-def _key(url: str) -> str:
-    """Two URLs naming the same feed (scheme and host case, empty path) share a key."""
-    parts = urlsplit(url.strip())
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path or '/'}{query}"
 
 
 def _check_url(url: str) -> str:
@@ -201,7 +195,7 @@ def add_feed(
         raise ConfigError(f"invalid feed: {exc}") from None
     document = _open_toml(path, create=True)
     feeds = _feed_list(document)
-    if _key(url) in {_key(u) for u in _urls(feeds)}:
+    if url_key(url) in {url_key(u) for u in _urls(feeds)}:
         raise ConfigError(f"{path}: already listed: {url}")
     # Keep a duration as typed: "15m" reads better than 900.0 in the file.
     typed = None if interval is None or _is_number(interval) else interval.strip()
@@ -222,10 +216,10 @@ def remove_feed(path: Path, url: str) -> FeedConfig:
     """Remove the feed listed as ``url`` from the TOML feeds file; returns what it was."""
     document = _open_toml(path, create=False)
     feeds = _feed_list(document)
-    wanted = _key(url)
+    wanted = url_key(url)
     for position, listed in enumerate(_urls(feeds)):
-        if _key(listed) == wanted:
-            removed = next(f for f in load_feeds(path) if _key(f.url) == wanted)
+        if url_key(listed) == wanted:
+            removed = next(f for f in load_feeds(path) if url_key(f.url) == wanted)
             del feeds[position]
             _save(path, document)
             return removed
@@ -259,10 +253,10 @@ def import_feeds(
     incoming = load_feeds(source)
     document = _open_toml(path, create=True)
     feeds = _feed_list(document)
-    known = {_key(u) for u in _urls(feeds)}
+    known = {url_key(u) for u in _urls(feeds)}
     result = ImportResult()
     for done, feed in enumerate(incoming, start=1):
-        key = _key(feed.url)
+        key = url_key(feed.url)
         if key in known:
             result.skipped.append(feed)
         else:

@@ -20,6 +20,7 @@ from xml.parsers import expat
 from pydantic import ValidationError
 
 from newsflow.errors import ConfigError
+from newsflow.identity import url_key
 from schemas import FeedConfig
 
 __all__ = ["dump_opml", "load_feeds", "parse_interval"]
@@ -241,13 +242,6 @@ def _categories(outline: ET.Element) -> list[str]:
 # --- validation ------------------------------------------------------------------------
 
 
-def _url_key(url: str) -> str:
-    parts = urlsplit(url)
-    path = parts.path or "/"
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}{query}"
-
-
 def _validate(path: Path, raw: list[_RawEntry]) -> list[FeedConfig]:
     problems: list[str] = []
     feeds: list[FeedConfig] = []
@@ -282,7 +276,7 @@ def _validate(path: Path, raw: list[_RawEntry]) -> list[FeedConfig]:
         if entry_problems:
             problems.extend(entry_problems)
             continue
-        key = _url_key(feed.url)
+        key = url_key(feed.url)
         if key in first_seen:
             problems.append(
                 f"{prefix}: duplicate url {feed.url!r} (already listed as {first_seen[key]})"
