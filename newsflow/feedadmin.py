@@ -26,8 +26,9 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Array
 
 from connectors.store import FeedStats, Store
+from newsflow.durations import format_duration, parse_duration
 from newsflow.errors import ConfigError
-from newsflow.feedlist import load_feeds, parse_interval
+from newsflow.feedlist import load_feeds
 from newsflow.identity import url_key
 from schemas import FeedConfig, FeedState
 
@@ -178,7 +179,7 @@ def add_feed(
     seconds: float | None = None
     if interval is not None:
         try:
-            seconds = parse_interval(interval)
+            seconds = parse_duration(interval)
         except ValueError as exc:
             raise ConfigError(f"--interval: {exc}") from None
     try:
@@ -337,15 +338,6 @@ def feed_health(
 # --- rows for the command line -----------------------------------------------------------
 
 
-def _interval(seconds: float | None) -> str:
-    if seconds is None:
-        return "default"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
 def feed_rows(feeds: Sequence[FeedConfig]) -> list[dict[str, str]]:
     """One row per configured feed, as ``newsflow feeds list`` shows them."""
     return [
@@ -353,7 +345,9 @@ def feed_rows(feeds: Sequence[FeedConfig]) -> list[dict[str, str]]:
             "url": feed.url,
             "name": feed.name or "",
             "enabled": "yes" if feed.enabled else "no",
-            "interval": _interval(feed.poll_interval),
+            "interval": (
+                "default" if feed.poll_interval is None else format_duration(feed.poll_interval)
+            ),
             "tags": ",".join(feed.tags),
             "language": feed.language or "",
             "robots": {None: "default", True: "obey", False: "ignore"}[feed.respect_robots],
@@ -368,15 +362,7 @@ def _age(moment: datetime | None, now: datetime, human: bool) -> str:
     if not human:
         return moment.isoformat(timespec="seconds")
     seconds = (moment - now).total_seconds()
-    size = abs(seconds)
-    if size < 60:
-        amount = f"{size:.0f}s"
-    elif size < 3600:
-        amount = f"{size / 60:.0f}m"
-    elif size < 86400:
-        amount = f"{size / 3600:.1f}h"
-    else:
-        amount = f"{size / 86400:.1f}d"
+    amount = format_duration(abs(seconds), approximate=True)
     return f"in {amount}" if seconds > 0 else f"{amount} ago"
 
 
