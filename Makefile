@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Precompiled bytecode: Prefect's temporary API server starts ~10 s faster the first time.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install system-deps lint types unit integration test stack-up stack-down stack-status demo clean
+.PHONY: help install system-deps lint fmt types unit integration test stack-up stack-down stack-status demo clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -36,6 +36,10 @@ system-deps:  ## install kcat when missing (needs root or sudo and Debian's apt)
 lint: install  ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check --no-cache .
 	$(VENV)/bin/ruff format --check .
+
+fmt: install  ## fix what ruff can (ruff check --fix), then ruff format
+	$(VENV)/bin/ruff check --no-cache --fix .
+	$(VENV)/bin/ruff format .
 
 types: install  ## mypy (strict on package code)
 	$(VENV)/bin/mypy

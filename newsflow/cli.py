@@ -338,18 +338,14 @@ def index(
 
 
 def _parse_since(value: str | None) -> datetime | None:
+    from newsflow.durations import parse_since
+
     if value is None:
         return None
-    units = {"h": 3600, "d": 86400, "w": 604800}
-    if value[-1:] in units and value[:-1].isdigit():
-        return datetime.fromtimestamp(time.time() - int(value[:-1]) * units[value[-1]], UTC)
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r}: use a date (2024-05-01) or an age (12h, 7d)"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return parse_since(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @app.command()

@@ -26,8 +26,10 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Array
 
 from connectors.store import FeedStats, Store
+from newsflow.durations import format_duration, parse_duration
 from newsflow.errors import ConfigError
-from newsflow.feedlist import load_feeds, parse_interval
+from newsflow.feedlist import load_feeds
+from newsflow.identity import url_key
 from schemas import FeedConfig, FeedState
 
 __all__ = [
@@ -57,13 +59,6 @@ def read_feeds(path: Path) -> list[FeedConfig]:
             "`newsflow feeds import FILE.opml`, or pass --feeds / set NEWSFLOW_FEEDS_FILE"
         )
     return load_feeds(path)
-
-
-def _key(url: str) -> str:
-    """Two URLs naming the same feed (scheme and host case, empty path) share a key."""
-    parts = urlsplit(url.strip())
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path or '/'}{query}"
 
 
 def _check_url(url: str) -> str:
@@ -184,7 +179,7 @@ def add_feed(
     seconds: float | None = None
     if interval is not None:
         try:
-            seconds = parse_interval(interval)
+            seconds = parse_duration(interval)
         except ValueError as exc:
             raise ConfigError(f"--interval: {exc}") from None
     try:
@@ -201,7 +196,7 @@ def add_feed(
         raise ConfigError(f"invalid feed: {exc}") from None
     document = _open_toml(path, create=True)
     feeds = _feed_list(document)
-    if _key(url) in {_key(u) for u in _urls(feeds)}:
+    if url_key(url) in {url_key(u) for u in _urls(feeds)}:
         raise ConfigError(f"{path}: already listed: {url}")
     # Keep a duration as typed: "15m" reads better than 900.0 in the file.
     typed = None if interval is None or _is_number(interval) else interval.strip()
@@ -222,10 +217,10 @@ def remove_feed(path: Path, url: str) -> FeedConfig:
     """Remove the feed listed as ``url`` from the TOML feeds file; returns what it was."""
     document = _open_toml(path, create=False)
     feeds = _feed_list(document)
-    wanted = _key(url)
+    wanted = url_key(url)
     for position, listed in enumerate(_urls(feeds)):
-        if _key(listed) == wanted:
-            removed = next(f for f in load_feeds(path) if _key(f.url) == wanted)
+        if url_key(listed) == wanted:
+            removed = next(f for f in load_feeds(path) if url_key(f.url) == wanted)
             del feeds[position]
             _save(path, document)
             return removed
@@ -259,10 +254,10 @@ def import_feeds(
     incoming = load_feeds(source)
     document = _open_toml(path, create=True)
     feeds = _feed_list(document)
-    known = {_key(u) for u in _urls(feeds)}
+    known = {url_key(u) for u in _urls(feeds)}
     result = ImportResult()
     for done, feed in enumerate(incoming, start=1):
-        key = _key(feed.url)
+        key = url_key(feed.url)
         if key in known:
             result.skipped.append(feed)
         else:
@@ -343,15 +338,6 @@ def feed_health(
 # --- rows for the command line -----------------------------------------------------------
 
 
-def _interval(seconds: float | None) -> str:
-    if seconds is None:
-        return "default"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
 def feed_rows(feeds: Sequence[FeedConfig]) -> list[dict[str, str]]:
     """One row per configured feed, as ``newsflow feeds list`` shows them."""
     return [
@@ -359,7 +345,9 @@ def feed_rows(feeds: Sequence[FeedConfig]) -> list[dict[str, str]]:
             "url": feed.url,
             "name": feed.name or "",
             "enabled": "yes" if feed.enabled else "no",
-            "interval": _interval(feed.poll_interval),
+            "interval": (
+                "default" if feed.poll_interval is None else format_duration(feed.poll_interval)
+            ),
             "tags": ",".join(feed.tags),
             "language": feed.language or "",
             "robots": {None: "default", True: "obey", False: "ignore"}[feed.respect_robots],
@@ -374,15 +362,7 @@ def _age(moment: datetime | None, now: datetime, human: bool) -> str:
     if not human:
         return moment.isoformat(timespec="seconds")
     seconds = (moment - now).total_seconds()
-    size = abs(seconds)
-    if size < 60:
-        amount = f"{size:.0f}s"
-    elif size < 3600:
-        amount = f"{size / 60:.0f}m"
-    elif size < 86400:
-        amount = f"{size / 3600:.1f}h"
-    else:
-        amount = f"{size / 86400:.1f}d"
+    amount = format_duration(abs(seconds), approximate=True)
     return f"in {amount}" if seconds > 0 else f"{amount} ago"
 
 

@@ -8,7 +8,6 @@ no external entities.
 
 from __future__ import annotations
 
-import re
 import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
@@ -19,37 +18,12 @@ from xml.parsers import expat
 
 from pydantic import ValidationError
 
+from newsflow.durations import parse_duration
 from newsflow.errors import ConfigError
+from newsflow.identity import url_key
 from schemas import FeedConfig
 
-__all__ = ["dump_opml", "load_feeds", "parse_interval"]
-
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])", re.IGNORECASE)
-_DURATION = re.compile(r"(?:\s*\d+(?:\.\d+)?\s*[smhd])+\s*", re.IGNORECASE)
-_NUMBER = re.compile(r"\s*\d+(?:\.\d+)?\s*")
-
-
-def parse_interval(value: object) -> float:
-    """Seconds from a number of seconds or a duration string (``"90s"``, ``"15m"``, ``"1h30m"``).
-
-    Raises :class:`ValueError` with a readable message for anything else.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"expected seconds or a duration like '15m', got {value!r}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"must not be negative, got {value!r}")
-        return float(value)
-    if isinstance(value, str):
-        if _NUMBER.fullmatch(value):
-            return float(value)
-        if _DURATION.fullmatch(value):
-            return sum(
-                float(number) * _UNITS[unit.lower()]
-                for number, unit in _DURATION_PART.findall(value)
-            )
-    raise ValueError(f"expected seconds or a duration like '90s', '15m', '2h', '1d', got {value!r}")
+__all__ = ["dump_opml", "load_feeds"]
 
 
 def load_feeds(path: Path) -> list[FeedConfig]:
@@ -241,13 +215,6 @@ def _categories(outline: ET.Element) -> list[str]:
 # --- validation ------------------------------------------------------------------------
 
 
-def _url_key(url: str) -> str:
-    parts = urlsplit(url)
-    path = parts.path or "/"
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}{query}"
-
-
 def _validate(path: Path, raw: list[_RawEntry]) -> list[FeedConfig]:
     problems: list[str] = []
     feeds: list[FeedConfig] = []
@@ -267,7 +234,7 @@ def _validate(path: Path, raw: list[_RawEntry]) -> list[FeedConfig]:
                 entry_problems.append(f"{prefix}: url: not an http(s) URL: {url!r}")
         if fields.get("poll_interval") is not None:
             try:
-                fields["poll_interval"] = parse_interval(fields["poll_interval"])
+                fields["poll_interval"] = parse_duration(fields["poll_interval"])
             except ValueError as e:
                 entry_problems.append(f"{prefix}: poll_interval: {e}")
                 del fields["poll_interval"]
@@ -282,7 +249,7 @@ def _validate(path: Path, raw: list[_RawEntry]) -> list[FeedConfig]:
         if entry_problems:
             problems.extend(entry_problems)
             continue
-        key = _url_key(feed.url)
+        key = url_key(feed.url)
         if key in first_seen:
             problems.append(
                 f"{prefix}: duplicate url {feed.url!r} (already listed as {first_seen[key]})"

@@ -1,7 +1,8 @@
 """The one identity rule: canonical URL -> ``doc_id``; normalised text -> ``content_hash``.
 
 ``doc_id`` is the Kafka key and the search store's document id, so every path that needs
-an article's identity goes through :func:`canonical_url` and :func:`doc_id` here.
+an article's identity goes through :func:`canonical_url` and :func:`doc_id` here. Feeds
+are told apart by :func:`url_key`, the same comparison rule without courlan's cleaning.
 """
 
 from __future__ import annotations
@@ -13,17 +14,34 @@ from urllib.parse import urlsplit, urlunsplit
 
 from courlan import is_external, normalize_url
 
-__all__ = ["canonical_url", "content_hash", "doc_id", "domain_of"]
+__all__ = ["canonical_url", "content_hash", "doc_id", "domain_of", "url_key"]
 
 _WHITESPACE = re.compile(r"\s+")
+
+
+def url_key(url: str) -> str:
+    """The key under which two spellings of one URL compare equal.
+
+    The rule: surrounding whitespace is stripped, the scheme and the whole authority
+    (host, port, userinfo) are lowercased, an empty path reads as ``/`` and the fragment
+    is dropped. Path and query are kept exactly as written (their case, order and
+    parameters matter to the server). So ``HTTPS://News.Example.com?a=1#top`` and
+    ``https://news.example.com/?a=1`` share a key, while ``?a=1&b=2`` and ``?b=2&a=1``
+    do not.
+
+    Feeds files use it as is to find a feed listed twice; :func:`canonical_url` applies it
+    after courlan's cleaning, which is what makes tracking variants of an article one.
+    """
+    parts = urlsplit(url.strip())
+    return urlunsplit(
+        (parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, "")
+    )
 
 
 def _normalise(url: str) -> str:
     # courlan lowercases scheme and host, drops default ports, strips tracking
     # parameters (utm_*, fbclid, gclid, mc_cid, ref, ...) and sorts the query.
-    normal: str = normalize_url(url.strip(), strict=False, trailing_slash=True)
-    parts = urlsplit(normal)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", parts.query, ""))
+    return url_key(normalize_url(url.strip(), strict=False, trailing_slash=True))
 
 
 def canonical_url(link: str, page_canonical: str | None = None) -> str:

@@ -101,10 +101,13 @@ def kafka_ready(host, port):
 
 
 def es_health(url, timeout=2.0):
-    req = urllib.request.Request(
+    # urllib also opens file: and ftp: URLs; the probe is for an HTTP node only.
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    req = urllib.request.Request(  # noqa: S310 - scheme checked above
         url.rstrip("/") + "/_cluster/health", headers={"Accept": "application/json"}
     )
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - as above
         return json.load(resp).get("status")
 
 

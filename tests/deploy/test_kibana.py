@@ -1,4 +1,4 @@
-"""deploy/kibana/newsflow.ndjson, checked without Kibana.
+"""deploy/kibana/newsflow.ndjson (and its copy in the package), checked without Kibana.
 
 Kibana cannot run here: it is published neither on Maven Central nor on PyPI, and there
 is no Docker engine. So the saved objects are checked structurally (references resolve,
@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -188,8 +189,15 @@ def _of_type(kind: str) -> list[dict[str, Any]]:
 # -- structure ------------------------------------------------------------------------
 
 
-def test_the_import_client_defaults_to_the_checked_in_file() -> None:
-    assert SAVED_OBJECTS_FILE == NDJSON
+def test_the_packaged_saved_objects_are_the_deploy_file() -> None:
+    # The package copy is what `newsflow kibana import` sends from an installed wheel;
+    # deploy/kibana/newsflow.ndjson is what operators import by hand. They must not drift.
+    packaged = resources.files("newsflow.kibana") / "newsflow.ndjson"
+    assert SAVED_OBJECTS_FILE == packaged
+    assert packaged.read_bytes() == NDJSON.read_bytes(), (
+        "newsflow/kibana/newsflow.ndjson differs from deploy/kibana/newsflow.ndjson: "
+        "copy the one you edited over the other"
+    )
 
 
 def test_every_line_is_a_saved_object_with_a_unique_id() -> None:
@@ -532,6 +540,13 @@ def test_import_client_request_formatting(recorder: _Recorder) -> None:
     assert part.get_filename() == "newsflow.ndjson"
     assert part.get_content_type() == "application/ndjson"
     assert part.get_payload(decode=True) == NDJSON.read_bytes()
+
+
+def test_import_client_sends_the_packaged_file_by_default(recorder: _Recorder) -> None:
+    assert import_saved_objects(_url(recorder)).imported == len(OBJECTS)
+    (request,) = recorder.requests
+    assert b'filename="newsflow.ndjson"' in request.body
+    assert NDJSON.read_bytes() in request.body
 
 
 def test_import_client_request_formatting_with_space_and_api_key(recorder: _Recorder) -> None:

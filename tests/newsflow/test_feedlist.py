@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from newsflow.errors import ConfigError
-from newsflow.feedlist import dump_opml, load_feeds, parse_interval
+from newsflow.feedlist import dump_opml, load_feeds
 from schemas import FeedConfig
 
 OPML = """<?xml version="1.0" encoding="UTF-8"?>
@@ -114,30 +114,6 @@ def test_yaml(tmp_path: Path) -> None:
         assert a.poll_interval == 7200.0
         assert b.poll_interval == 86400.0
         assert b.enabled is False
-
-
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [
-        (30, 30.0),
-        (2.5, 2.5),
-        ("45", 45.0),
-        ("90s", 90.0),
-        ("15m", 900.0),
-        ("2h", 7200.0),
-        ("1d", 86400.0),
-        ("1h30m", 5400.0),
-        (" 1.5 H ", 5400.0),
-    ],
-)
-def test_interval_strings(value: object, seconds: float) -> None:
-    assert parse_interval(value) == seconds
-
-
-@pytest.mark.parametrize("value", ["soon", "15 minutes", "-5m", "", "m", True, -1, None])
-def test_bad_intervals(value: object) -> None:
-    with pytest.raises(ValueError, match="expected seconds|must not be negative"):
-        parse_interval(value)
 
 
 def test_bad_interval_in_file_names_entry(tmp_path: Path) -> None:

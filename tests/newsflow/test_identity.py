@@ -1,4 +1,6 @@
-from newsflow.identity import canonical_url, content_hash, doc_id, domain_of
+import pytest
+
+from newsflow.identity import canonical_url, content_hash, doc_id, domain_of, url_key
 
 
 def test_canonical_url_normalises_case_port_fragment_and_tracking() -> None:
@@ -42,3 +44,36 @@ def test_content_hash_ignores_whitespace_and_unicode_form() -> None:
 
 def test_domain_of_strips_www() -> None:
     assert domain_of("https://www.example.com/a") == "example.com"
+
+
+@pytest.mark.parametrize(
+    ("spelling", "key"),
+    [
+        ("https://news.example.com/feed.xml", "https://news.example.com/feed.xml"),
+        (" HTTPS://News.Example.COM/feed.xml#latest ", "https://news.example.com/feed.xml"),
+        ("https://news.example.com", "https://news.example.com/"),
+        ("https://news.example.com?a=1", "https://news.example.com/?a=1"),
+        ("https://Me@Example.com:8443/x", "https://me@example.com:8443/x"),
+    ],
+)
+def test_url_key_folds_scheme_host_empty_path_and_fragment(spelling: str, key: str) -> None:
+    assert url_key(spelling) == key
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("https://a.example/Feed", "https://a.example/feed"),  # the path is case-sensitive
+        ("https://a.example/f?a=1&b=2", "https://a.example/f?b=2&a=1"),  # so is query order
+        ("https://a.example/f", "https://a.example/f?utm_source=x"),  # no tracking rules
+        ("https://a.example/f", "http://a.example/f"),
+        ("https://a.example/f", "https://a.example:443/f"),  # ports are kept as written
+    ],
+)
+def test_url_key_keeps_what_the_server_may_read(one: str, other: str) -> None:
+    assert url_key(one) != url_key(other)
+
+
+def test_canonical_url_is_the_url_key_of_the_cleaned_url() -> None:
+    url = "HTTPS://A.example:443?utm_source=x#top"
+    assert canonical_url(url) == url_key(canonical_url(url)) == "https://a.example/"

@@ -1,9 +1,9 @@
 """Kibana saved objects: upload newsflow's data views, saved search and dashboard.
 
-The objects live in ``deploy/kibana/newsflow.ndjson`` (Kibana's export format, one JSON
-object per line). That file belongs to the source checkout, not to the installed package:
-:data:`SAVED_OBJECTS_FILE` points at it when newsflow runs from a checkout (as ``make
-install`` sets it up); elsewhere pass the path explicitly.
+The objects (Kibana's export format, one JSON object per line) ship inside this package
+as ``newsflow.ndjson``, so an installed wheel can import them: :data:`SAVED_OBJECTS_FILE`.
+``deploy/kibana/newsflow.ndjson`` is the same file in the repository, for importing
+through Kibana's own UI; a test keeps the two byte-equal.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import httpx
@@ -23,8 +24,8 @@ __all__ = ["SAVED_OBJECTS_FILE", "ImportFailure", "ImportResult", "import_saved_
 
 logger = logging.getLogger(__name__)
 
-SAVED_OBJECTS_FILE = Path(__file__).resolve().parents[1] / "deploy" / "kibana" / "newsflow.ndjson"
-"""The canonical saved-objects file in a source checkout (absent from a built wheel)."""
+SAVED_OBJECTS_FILE: Traversable = resources.files(__name__) / "newsflow.ndjson"
+"""The saved-objects file shipped with the package (the default of :func:`import_saved_objects`)."""
 
 _TRANSIENT_STATUSES = {429, 502, 503, 504}
 _SPACE_ID = re.compile(r"[a-z0-9_-]+")
@@ -91,7 +92,7 @@ def _message(response: httpx.Response) -> str:
 
 def import_saved_objects(
     kibana_url: str,
-    ndjson: Path = SAVED_OBJECTS_FILE,
+    ndjson: Traversable = SAVED_OBJECTS_FILE,
     *,
     overwrite: bool = True,
     space: str | None = None,
@@ -121,10 +122,7 @@ def import_saved_objects(
     try:
         content = ndjson.read_bytes()
     except OSError as exc:
-        raise ConfigError(
-            f"saved objects file {ndjson} not readable ({exc.strerror}); it ships in the "
-            "source checkout as deploy/kibana/newsflow.ndjson"
-        ) from exc
+        raise ConfigError(f"saved objects file {ndjson} not readable ({exc.strerror})") from exc
     if not content.strip():
         raise ConfigError(f"saved objects file {ndjson} is empty")
 
