@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from connectors.store import SeenDoc, Store
+from connectors.store import SeenDoc, SeenLookup
 from newsflow.errors import FetchError
 from newsflow.extract import Extractor, ExtractSkip, Page
 from newsflow.fetch import (
@@ -67,7 +67,7 @@ def _is_newer(entry: FeedEntry, seen: SeenDoc) -> bool:
     return known is None or entry.updated_at > known
 
 
-def plan(entries: Sequence[FeedEntry], store: Store) -> list[FeedEntry]:
+def plan(entries: Sequence[FeedEntry], store: SeenLookup) -> list[FeedEntry]:
     """Entries whose page must be fetched: unseen, or updated since it was indexed."""
     unique: dict[str, FeedEntry] = {}
     for entry in entries:
@@ -138,7 +138,7 @@ def collect(
     *,
     fetcher: Fetcher,
     extractor: Extractor,
-    store: Store,
+    store: SeenLookup,
     claims: Claims,
     respect_robots: bool | None = None,
     on_page: Callable[[], None] | None = None,

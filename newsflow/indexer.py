@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from connectors.buffer import Buffer, Consumer, InRecord, OutRecord
-from connectors.store import Store
+from connectors.store import ArticleWriter
 from newsflow.errors import TransientError
 from newsflow.publish import SCHEMA_HEADER
 from newsflow.settings import IndexerSettings, KafkaSettings
@@ -75,7 +75,7 @@ class Indexer:
     def __init__(
         self,
         buffer: Buffer,
-        store: Store,
+        store: ArticleWriter,
         kafka: KafkaSettings,
         settings: IndexerSettings,
         *,
