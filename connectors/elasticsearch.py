@@ -190,6 +190,11 @@ class ElasticsearchStore:
 
     # -- articles --------------------------------------------------------------------
 
+    def _articles(self, action: str, **request: Any) -> Any:
+        """One search request on the articles alias, with errors translated."""
+        with _translated(action):
+            return self._client.search(index=self._alias, **request)
+
     def index_batch(self, articles: Sequence[Article]) -> IndexOutcome:
         outcome = IndexOutcome()
         if not articles:
@@ -242,20 +247,19 @@ class ElasticsearchStore:
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return {}
-        with _translated("lookup"):
-            response = self._client.search(
-                index=self._alias,
-                query={
-                    "bool": {
-                        "should": [
-                            {"ids": {"values": wanted}},
-                            {"terms": {"alias_ids": wanted}},
-                        ]
-                    }
-                },
-                source_includes=_SEEN_FIELDS,
-                size=len(wanted) * 2,
-            )
+        response = self._articles(
+            "lookup",
+            query={
+                "bool": {
+                    "should": [
+                        {"ids": {"values": wanted}},
+                        {"terms": {"alias_ids": wanted}},
+                    ]
+                }
+            },
+            source_includes=_SEEN_FIELDS,
+            size=len(wanted) * 2,
+        )
         found: dict[str, SeenDoc] = {}
         wanted_set = set(wanted)
         for hit in response["hits"]["hits"]:
@@ -273,10 +277,7 @@ class ElasticsearchStore:
         return found
 
     def get(self, doc_id: str) -> Article | None:
-        with _translated("get"):
-            response = self._client.search(
-                index=self._alias, query={"ids": {"values": [doc_id]}}, size=1
-            )
+        response = self._articles("get", query={"ids": {"values": [doc_id]}}, size=1)
         hits = response["hits"]["hits"]
         return Article.model_validate(hits[0]["_source"]) if hits else None
 
@@ -302,33 +303,32 @@ class ElasticsearchStore:
             filters.append({"term": {"language": query.language}})
         if query.since:
             filters.append({"range": {"published_at": {"gte": query.since.isoformat()}}})
-        with _translated("search"):
-            response = self._client.search(
-                index=self._alias,
-                query={
-                    "bool": {
-                        "must": [
-                            {
-                                "multi_match": {
-                                    "query": query.text,
-                                    "fields": ["title^3", "summary^2", "text", "authors.text"],
-                                }
+        response = self._articles(
+            "search",
+            query={
+                "bool": {
+                    "must": [
+                        {
+                            "multi_match": {
+                                "query": query.text,
+                                "fields": ["title^3", "summary^2", "text", "authors.text"],
                             }
-                        ],
-                        "filter": filters,
-                    }
-                },
-                highlight={
-                    "fields": {"text": {}, "title": {"number_of_fragments": 0}},
-                    "pre_tags": ["[["],
-                    "post_tags": ["]]"],
-                    "fragment_size": 180,
-                    "number_of_fragments": 1,
-                },
-                source_excludes=["text"],
-                size=query.limit,
-                track_total_hits=True,
-            )
+                        }
+                    ],
+                    "filter": filters,
+                }
+            },
+            highlight={
+                "fields": {"text": {}, "title": {"number_of_fragments": 0}},
+                "pre_tags": ["[["],
+                "post_tags": ["]]"],
+                "fragment_size": 180,
+                "number_of_fragments": 1,
+            },
+            source_excludes=["text"],
+            size=query.limit,
+            track_total_hits=True,
+        )
         hits: list[SearchHit] = []
         for hit in response["hits"]["hits"]:
             source = hit["_source"]
