@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from connectors.health import Check
+
 __all__ = ["Buffer", "Consumer", "InRecord", "OutRecord"]
 
 
@@ -71,6 +73,15 @@ class Buffer(Protocol):
 
     def consumer(self, topic: str, group: str) -> Consumer:
         """Join ``group`` on ``topic``; a new group starts at the earliest record."""
+        ...
+
+    def check(self, topics: Sequence[str], group: str, *, timeout: float = 10.0) -> list[Check]:
+        """This buffer's own health, read-only (``newsflow doctor`` lists it).
+
+        Reachability, each of ``topics`` and the lag of ``group`` on ``topics[0]``, read
+        from its committed offsets without joining it (which would make a running member
+        rebalance). Never raises for what it finds; ``timeout`` bounds each request.
+        """
         ...
 
     def close(self) -> None:

@@ -24,15 +24,9 @@ from typing import Any
 import elasticsearch
 from elasticsearch import Elasticsearch
 
-from connectors.store import (
-    FeedStats,
-    IndexOutcome,
-    SearchHit,
-    SearchQuery,
-    SearchResult,
-    SeenDoc,
-)
-from newsflow.errors import BackendUnavailable, PermanentError
+from connectors.health import SETUP_HINT, Check
+from connectors.store import FeedStats, IndexOutcome, SearchHit, SearchQuery, SearchResult, SeenDoc
+from newsflow.errors import BackendUnavailable, ConfigError, PermanentError
 from newsflow.identity import content_hash
 from newsflow.settings import ElasticsearchSettings
 from schemas import Article, FeedState
@@ -120,20 +114,13 @@ def _translated(action: str) -> Iterator[None]:
         raise PermanentError(f"Elasticsearch {action} failed: {exc}") from exc
 
 
-class ElasticsearchStore:
-    """Store implementation on an Elasticsearch 8 cluster."""
-
-    def __init__(
-        self, settings: ElasticsearchSettings, client: Elasticsearch | None = None
-    ) -> None:
-        if not settings.url and client is None:
-            raise BackendUnavailable("NEWSFLOW_ELASTICSEARCH_URL is not set")
-        self._settings = settings
-        self._alias = settings.index
-        self._history = settings.history_index
-        self._feeds = settings.feeds_index
-        tls: dict[str, Any] = {"ca_certs": str(settings.ca_certs)} if settings.ca_certs else {}
-        self._client = client or Elasticsearch(
+def _client_for(settings: ElasticsearchSettings) -> Elasticsearch:
+    """The client for these settings; a missing or malformed setting is a ConfigError."""
+    if not settings.url:
+        raise ConfigError("NEWSFLOW_ELASTICSEARCH_URL is not set")
+    tls: dict[str, Any] = {"ca_certs": str(settings.ca_certs)} if settings.ca_certs else {}
+    try:
+        return Elasticsearch(
             settings.url,
             basic_auth=(
                 (settings.username, settings.password.get_secret_value())
@@ -148,11 +135,21 @@ class ElasticsearchStore:
             max_retries=0,
             retry_on_timeout=False,
         )
+    except (ValueError, TypeError) as exc:  # e.g. a URL without scheme, a bad CA file
+        raise ConfigError(f"NEWSFLOW_ELASTICSEARCH_* settings rejected: {exc}") from exc
 
-    @property
-    def client(self) -> Elasticsearch:
-        """The underlying client (for operations tooling such as ``newsflow doctor``)."""
-        return self._client
+
+class ElasticsearchStore:
+    """Store implementation on an Elasticsearch 8 cluster."""
+
+    def __init__(
+        self, settings: ElasticsearchSettings, client: Elasticsearch | None = None
+    ) -> None:
+        self._settings = settings
+        self._alias = settings.index
+        self._history = settings.history_index
+        self._feeds = settings.feeds_index
+        self._client = client or _client_for(settings)
 
     # -- set-up ----------------------------------------------------------------------
 
@@ -192,6 +189,11 @@ class ElasticsearchStore:
                 raise  # another process may have created it concurrently: that is fine
 
     # -- articles --------------------------------------------------------------------
+
+    def _articles(self, action: str, **request: Any) -> Any:
+        """One search request on the articles alias, with errors translated."""
+        with _translated(action):
+            return self._client.search(index=self._alias, **request)
 
     def index_batch(self, articles: Sequence[Article]) -> IndexOutcome:
         outcome = IndexOutcome()
@@ -245,20 +247,19 @@ class ElasticsearchStore:
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return {}
-        with _translated("lookup"):
-            response = self._client.search(
-                index=self._alias,
-                query={
-                    "bool": {
-                        "should": [
-                            {"ids": {"values": wanted}},
-                            {"terms": {"alias_ids": wanted}},
-                        ]
-                    }
-                },
-                source_includes=_SEEN_FIELDS,
-                size=len(wanted) * 2,
-            )
+        response = self._articles(
+            "lookup",
+            query={
+                "bool": {
+                    "should": [
+                        {"ids": {"values": wanted}},
+                        {"terms": {"alias_ids": wanted}},
+                    ]
+                }
+            },
+            source_includes=_SEEN_FIELDS,
+            size=len(wanted) * 2,
+        )
         found: dict[str, SeenDoc] = {}
         wanted_set = set(wanted)
         for hit in response["hits"]["hits"]:
@@ -276,10 +277,7 @@ class ElasticsearchStore:
         return found
 
     def get(self, doc_id: str) -> Article | None:
-        with _translated("get"):
-            response = self._client.search(
-                index=self._alias, query={"ids": {"values": [doc_id]}}, size=1
-            )
+        response = self._articles("get", query={"ids": {"values": [doc_id]}}, size=1)
         hits = response["hits"]["hits"]
         return Article.model_validate(hits[0]["_source"]) if hits else None
 
@@ -305,33 +303,32 @@ class ElasticsearchStore:
             filters.append({"term": {"language": query.language}})
         if query.since:
             filters.append({"range": {"published_at": {"gte": query.since.isoformat()}}})
-        with _translated("search"):
-            response = self._client.search(
-                index=self._alias,
-                query={
-                    "bool": {
-                        "must": [
-                            {
-                                "multi_match": {
-                                    "query": query.text,
-                                    "fields": ["title^3", "summary^2", "text", "authors.text"],
-                                }
+        response = self._articles(
+            "search",
+            query={
+                "bool": {
+                    "must": [
+                        {
+                            "multi_match": {
+                                "query": query.text,
+                                "fields": ["title^3", "summary^2", "text", "authors.text"],
                             }
-                        ],
-                        "filter": filters,
-                    }
-                },
-                highlight={
-                    "fields": {"text": {}, "title": {"number_of_fragments": 0}},
-                    "pre_tags": ["[["],
-                    "post_tags": ["]]"],
-                    "fragment_size": 180,
-                    "number_of_fragments": 1,
-                },
-                source_excludes=["text"],
-                size=query.limit,
-                track_total_hits=True,
-            )
+                        }
+                    ],
+                    "filter": filters,
+                }
+            },
+            highlight={
+                "fields": {"text": {}, "title": {"number_of_fragments": 0}},
+                "pre_tags": ["[["],
+                "post_tags": ["]]"],
+                "fragment_size": 180,
+                "number_of_fragments": 1,
+            },
+            source_excludes=["text"],
+            size=query.limit,
+            track_total_hits=True,
+        )
         hits: list[SearchHit] = []
         for hit in response["hits"]["hits"]:
             source = hit["_source"]
@@ -375,12 +372,12 @@ class ElasticsearchStore:
         with _translated("feed state write"):
             response = self._client.bulk(operations=operations)
         if response["errors"]:
-            reasons = {
-                str(item["index"].get("error", {}).get("reason"))
-                for item in response["items"]
-                if item["index"].get("error")
-            }
-            raise BackendUnavailable(f"feed state not stored: {'; '.join(sorted(reasons))}")
+            failed = [item["index"] for item in response["items"] if item["index"].get("error")]
+            reasons = "; ".join(sorted({str(item["error"].get("reason")) for item in failed}))
+            if any(int(item["status"]) in _TRANSIENT_STATUSES for item in failed):
+                raise BackendUnavailable(f"feed state not stored: {reasons}")
+            # A mapping or validation refusal comes back the same on every retry.
+            raise PermanentError(f"feed state not stored: {reasons}")
 
     def all_feed_states(self) -> list[FeedState]:
         """Every stored feed state (for ``newsflow feeds status``)."""
@@ -426,5 +423,95 @@ class ElasticsearchStore:
         with _translated("refresh"):
             self._client.indices.refresh(index=[self._alias, self._history, self._feeds])
 
+    # -- health ----------------------------------------------------------------------
+
+    def check(self, *, timeout: float = 10.0) -> list[Check]:
+        """Cluster health, the index template, both aliases and the feeds index."""
+        alias, history, feeds = self._alias, self._history, self._feeds
+        names = [
+            "elasticsearch template",
+            f"elasticsearch alias {alias}",
+            f"elasticsearch alias {history}",
+            f"elasticsearch index {feeds}",
+        ]
+        client = self._client.options(request_timeout=timeout)
+        url = self._settings.url
+        try:
+            health = client.cluster.health()
+        except elasticsearch.TransportError as exc:
+            return [
+                Check.fail("elasticsearch", f"unreachable at {url}: {exc}"),
+                *(Check.skip(name, "Elasticsearch unreachable") for name in names),
+            ]
+        except elasticsearch.ApiError as exc:
+            return [
+                Check.fail("elasticsearch", f"cluster health failed: {exc}"),
+                *(Check.skip(name, "no cluster health") for name in names),
+            ]
+        status = str(health["status"])
+        detail = (
+            f"{status} at {url}, {health['number_of_nodes']} node(s), "
+            f"{health['unassigned_shards']} unassigned shard(s)"
+        )
+        checks = [(Check.fail if status == "red" else Check.ok)("elasticsearch", detail)]
+        checks.append(self._template_check(client, names[0]))
+        checks.append(_alias_check(client, names[1], alias))
+        checks.append(_alias_check(client, names[2], history))
+        try:
+            if client.indices.exists(index=feeds):
+                count = int(client.count(index=feeds)["count"])
+                checks.append(Check.ok(names[3], f"{count} feed state(s)"))
+            else:
+                checks.append(Check.fail(names[3], f"missing; {SETUP_HINT}"))
+        except elasticsearch.ApiError as exc:
+            checks.append(Check.fail(names[3], str(exc)))
+        return checks
+
+    def _template_check(self, client: Elasticsearch, name: str) -> Check:
+        template = f"{self._alias}-template"
+        try:
+            found = client.indices.get_index_template(name=template)["index_templates"]
+        except elasticsearch.NotFoundError:
+            return Check.fail(name, f"{template} missing; {SETUP_HINT}")
+        except elasticsearch.ApiError as exc:
+            return Check.fail(name, f"{template}: {exc}")
+        patterns = set(found[0]["index_template"]["index_patterns"]) if found else set()
+        missing = {f"{self._alias}-*", f"{self._history}-*"} - patterns
+        if missing:
+            return Check.fail(name, f"{template} does not cover {', '.join(sorted(missing))}")
+        return Check.ok(name, f"{template} covers {', '.join(sorted(patterns))}")
+
     def close(self) -> None:
         self._client.close()
+
+
+def _alias_check(client: Elasticsearch, name: str, alias: str) -> Check:
+    """An alias with exactly one write index (what rollover and the writers need)."""
+    try:
+        indices = dict(client.indices.get_alias(name=alias))
+    except elasticsearch.NotFoundError:
+        try:
+            is_index = bool(client.indices.exists(index=alias))
+        except elasticsearch.ApiError:
+            is_index = False
+        if is_index:
+            return Check.fail(
+                name, f"{alias} is an index, not an alias: newsflow cannot roll it over"
+            )
+        return Check.fail(name, f"missing; {SETUP_HINT}")
+    except elasticsearch.ApiError as exc:
+        return Check.fail(name, str(exc))
+    writers = [
+        index
+        for index, body in indices.items()
+        if body["aliases"][alias].get("is_write_index") or len(indices) == 1
+    ]
+    if len(writers) != 1:
+        return Check.fail(
+            name, f"{len(writers)} write indices behind {alias}: {', '.join(writers)}"
+        )
+    try:
+        count = int(client.count(index=alias)["count"])
+    except elasticsearch.ApiError as exc:
+        return Check.fail(name, f"-> {writers[0]} (write), count failed: {exc}")
+    return Check.ok(name, f"-> {writers[0]} (write), {len(indices)} index(es), {count} document(s)")

@@ -7,22 +7,61 @@ from collections.abc import Sequence
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.admin import NewTopic, OffsetSpec
+from kafka.errors import (
+    AuthorizationError,
+    InvalidPartitionsError,
+    InvalidReplicationFactorError,
+    InvalidTopicError,
+    KafkaConfigurationError,
+    KafkaError,
+    PolicyViolationError,
+    SaslAuthenticationFailedError,
+    TopicAlreadyExistsError,
+)
 
 from connectors.buffer import InRecord, OutRecord
-from newsflow.errors import BackendUnavailable, PublishError
+from connectors.health import SETUP_HINT, Check, describe_lag
+from newsflow.errors import (
+    BackendUnavailable,
+    ConfigError,
+    NewsflowError,
+    PermanentError,
+    PublishError,
+)
 from newsflow.settings import KafkaSettings
 
 __all__ = ["KafkaBuffer", "KafkaGroupConsumer", "connection_options"]
 
 logger = logging.getLogger(__name__)
 
+_REFUSED = (
+    AuthorizationError,
+    InvalidPartitionsError,
+    InvalidTopicError,
+    PolicyViolationError,
+    SaslAuthenticationFailedError,
+)
+"""Answers that come back the same however often the request is sent."""
+
+
+def _translated(exc: KafkaError, action: str) -> NewsflowError:
+    """A kafka-python error as newsflow's marker: settings and refusals are permanent."""
+    if isinstance(exc, KafkaConfigurationError):
+        return ConfigError(f"Kafka {action}: invalid NEWSFLOW_KAFKA_* setting: {exc}")
+    if isinstance(exc, InvalidReplicationFactorError):
+        return ConfigError(
+            f"Kafka {action}: NEWSFLOW_KAFKA_REPLICATION_FACTOR exceeds the brokers: {exc}"
+        )
+    if isinstance(exc, _REFUSED):
+        return PermanentError(f"Kafka {action} refused: {exc}")
+    return BackendUnavailable(f"Kafka {action} failed: {exc}")
+
 
 def connection_options(settings: KafkaSettings) -> dict[str, Any]:
     """kafka-python client options (servers, security) shared by every Kafka client."""
     if not settings.bootstrap_servers:
-        raise BackendUnavailable("NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS is not set")
+        raise ConfigError("NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS is not set")
     options: dict[str, Any] = {
         "bootstrap_servers": [s.strip() for s in settings.bootstrap_servers.split(",")],
         "client_id": settings.client_id,
@@ -52,6 +91,8 @@ class KafkaGroupConsumer:
                 max_partition_fetch_bytes=settings.max_request_size,
                 **connection_options(settings),
             )
+        except KafkaConfigurationError as exc:
+            raise _translated(exc, "consumer set-up") from exc
         except KafkaError as exc:
             raise BackendUnavailable(f"Kafka unreachable at {settings.bootstrap_servers}") from exc
 
@@ -88,12 +129,12 @@ class KafkaGroupConsumer:
         partitions: set[TopicPartition] = self._consumer.assignment()
         if not partitions:
             return {}
-        ends: dict[TopicPartition, int] = self._consumer.end_offsets(list(partitions))
-        lags: dict[int, int] = {}
-        for tp in partitions:
-            committed = self._consumer.committed(tp) or 0
-            lags[tp.partition] = max(0, ends.get(tp, 0) - committed)
-        return lags
+        try:
+            ends: dict[TopicPartition, int] = self._consumer.end_offsets(list(partitions))
+            committed = {tp: self._consumer.committed(tp) or 0 for tp in partitions}
+        except KafkaError as exc:
+            raise _translated(exc, "lag") from exc
+        return {tp.partition: max(0, ends.get(tp, 0) - committed[tp]) for tp in partitions}
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
@@ -119,17 +160,24 @@ class KafkaBuffer:
                     max_request_size=s.max_request_size,
                     **connection_options(s),
                 )
+            except KafkaConfigurationError as exc:
+                raise _translated(exc, "producer set-up") from exc
             except KafkaError as exc:
                 raise BackendUnavailable(f"Kafka unreachable at {s.bootstrap_servers}") from exc
         return self._producer
 
-    def ensure_topics(self, topics: Sequence[str]) -> None:
+    def _admin(self, **overrides: Any) -> KafkaAdminClient:
         try:
-            admin = KafkaAdminClient(**connection_options(self._settings))
+            return KafkaAdminClient(**{**connection_options(self._settings), **overrides})
+        except KafkaConfigurationError as exc:
+            raise _translated(exc, "admin set-up") from exc
         except KafkaError as exc:
             raise BackendUnavailable(
-                f"Kafka unreachable at {self._settings.bootstrap_servers}"
+                f"Kafka unreachable at {self._settings.bootstrap_servers}: {exc}"
             ) from exc
+
+    def ensure_topics(self, topics: Sequence[str]) -> None:
+        admin = self._admin()
         try:
             existing = set(admin.list_topics())
             missing = [
@@ -147,6 +195,8 @@ class KafkaBuffer:
                 except TopicAlreadyExistsError:
                     pass  # another process created it between list and create
                 logger.info("created topics=%s", ",".join(t.name for t in missing))
+        except KafkaError as exc:
+            raise _translated(exc, "topic creation") from exc
         finally:
             admin.close()
 
@@ -172,6 +222,109 @@ class KafkaBuffer:
 
     def consumer(self, topic: str, group: str) -> KafkaGroupConsumer:
         return KafkaGroupConsumer(self._settings, topic, group)
+
+    def check(self, topics: Sequence[str], group: str, *, timeout: float = 10.0) -> list[Check]:
+        """Brokers, each topic (partitions, replication) and ``group``'s lag on ``topics[0]``.
+
+        The lag is read with the admin client from the committed offsets: joining the
+        group would make a running indexer rebalance.
+        """
+        servers = self._settings.bootstrap_servers
+        group_name = f"kafka lag {group}"
+        budget = int(timeout * 1000)
+        try:
+            admin = self._admin(request_timeout_ms=budget, bootstrap_timeout_ms=budget)
+        except (NewsflowError, OSError, ValueError) as exc:
+            cause = exc.__cause__ or exc
+            return [
+                Check.fail("kafka", f"unreachable at {servers}: {cause}"),
+                *(Check.skip(f"kafka topic {topic}", "Kafka unreachable") for topic in topics),
+                Check.skip(group_name, "Kafka unreachable"),
+            ]
+        try:
+            try:
+                cluster = admin.describe_cluster()
+            except KafkaError as exc:
+                return [
+                    Check.fail("kafka", f"metadata request failed: {exc}"),
+                    *(Check.skip(f"kafka topic {t}", "no metadata") for t in topics),
+                ]
+            brokers = cluster.get("brokers") or []
+            checks = [
+                Check.ok(
+                    "kafka",
+                    f"{len(brokers)} broker(s) at {servers}, "
+                    f"controller {cluster.get('controller_id')}",
+                )
+            ]
+            described = {info["name"]: info for info in admin.describe_topics(list(topics))}
+            partitions: dict[str, list[int]] = {}
+            for topic in topics:
+                check, found = self._topic_check(topic, described.get(topic))
+                checks.append(check)
+                if found is not None:
+                    partitions[topic] = found
+            if topics:
+                checks.append(self._lag_check(admin, group_name, group, topics[0], partitions))
+            return checks
+        finally:
+            admin.close()
+
+    def _topic_check(
+        self, topic: str, info: dict[str, Any] | None
+    ) -> tuple[Check, list[int] | None]:
+        """The check of one described topic, and its partitions when it exists."""
+        name = f"kafka topic {topic}"
+        wanted = self._settings
+        if info is None or info.get("error_code") or not info.get("partitions"):
+            return Check.fail(name, f"missing; {SETUP_HINT} ({wanted.partitions} partitions)"), None
+        found = info["partitions"]
+        replicas = min(len(p.get("replica_nodes") or []) for p in found)
+        problems = []
+        if len(found) != wanted.partitions:
+            problems.append(
+                f"has {len(found)} partitions, NEWSFLOW_KAFKA_PARTITIONS is {wanted.partitions}"
+            )
+        if replicas < wanted.replication_factor:
+            problems.append(
+                f"replication factor {replicas} < NEWSFLOW_KAFKA_REPLICATION_FACTOR "
+                f"{wanted.replication_factor}"
+            )
+        ids = sorted(int(p["partition_index"]) for p in found)
+        if problems:
+            return Check.fail(name, "; ".join(problems)), ids
+        return Check.ok(name, f"{len(found)} partitions, replication {replicas}"), ids
+
+    @staticmethod
+    def _lag_check(
+        admin: KafkaAdminClient,
+        name: str,
+        group: str,
+        topic: str,
+        partitions: dict[str, list[int]],
+    ) -> Check:
+        if topic not in partitions:
+            return Check.skip(name, f"topic {topic} missing")
+        wanted = [TopicPartition(topic, p) for p in partitions[topic]]
+        try:
+            committed = admin.list_group_offsets({group: wanted}).get(group, {})
+            committed = {tp: meta for tp, meta in committed.items() if meta.offset >= 0}
+            ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in wanted})
+            # Without a commit the group starts at the earliest record still kept.
+            uncommitted = {tp: OffsetSpec.EARLIEST for tp in wanted if tp not in committed}
+            starts = admin.list_partition_offsets(uncommitted) if uncommitted else {}
+        except KafkaError as exc:
+            return Check.fail(name, f"offsets not readable: {exc}")
+        lag = {
+            tp.partition: max(
+                0,
+                ends[tp].offset - (committed[tp].offset if tp in committed else starts[tp].offset),
+            )
+            for tp in wanted
+        }
+        return Check.ok(
+            name, describe_lag(lag, "" if committed else "the group has not committed yet")
+        )
 
     def close(self) -> None:
         if self._producer is not None:

@@ -41,12 +41,13 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
+from connectors._sqlite import Database, connect, inspect_file, read_only, transaction, translated
 from connectors.buffer import InRecord, OutRecord
-from newsflow.errors import BackendUnavailable, PermanentError, PublishError
+from connectors.health import SETUP_HINT, Check, describe_lag
+from newsflow.errors import BackendUnavailable, PublishError
 
 __all__ = ["LEASE_SECONDS", "SqliteBuffer", "SqliteConsumer", "partition_for"]
 
@@ -56,10 +57,10 @@ LEASE_SECONDS = 300.0
 """A group member that has not polled or committed for this long loses its lease
 (Kafka's default ``max.poll.interval.ms``)."""
 
+_WHAT = "embedded buffer"
 _POLL_INTERVAL = 0.05
-_BUSY_TIMEOUT_MS = 30_000
-_WAL_LIMIT_BYTES = 64 * 1024 * 1024  # the WAL is truncated back to this after checkpoints
 _PRUNE_INTERVAL = 600.0
+_TABLES = {"topics", "log_ends", "records", "commits", "leases"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (
@@ -106,49 +107,6 @@ def partition_for(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode("utf-8")) % partitions
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    try:
-        # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT). The
-        # connection is shared by threads only behind the owner's lock.
-        connection = sqlite3.connect(
-            path,
-            timeout=_BUSY_TIMEOUT_MS / 1000,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=FULL")
-        connection.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
-        connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-    except sqlite3.Error as exc:
-        raise BackendUnavailable(f"embedded buffer at {path} cannot be opened: {exc}") from exc
-    return connection
-
-
-@contextmanager
-def _write(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction, taking the database's write lock up front."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield connection
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
-
-
-@contextmanager
-def _translated(path: Path, action: str) -> Iterator[None]:
-    """SQLite errors as newsflow's markers: locks and I/O are transient, the rest is not."""
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        raise BackendUnavailable(f"embedded buffer {action} failed ({path}): {exc}") from exc
-    except sqlite3.Error as exc:
-        raise PermanentError(f"embedded buffer {action} failed ({path}): {exc}") from exc
-
-
 def _host_identity() -> str:
     """This host, and on Linux this pid namespace: where a lease holder's pid can be checked."""
     try:
@@ -168,6 +126,14 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _lease_held(host: str, pid: int, heartbeat: float, now: float) -> bool:
+    """Whether a lease taken by ``pid`` on ``host`` still counts at ``now``."""
+    if now - heartbeat > LEASE_SECONDS:
+        return False
+    # Only on this host (and pid namespace) can the holder's pid be checked.
+    return host != _host_identity() or _process_alive(pid)
+
+
 class SqliteConsumer:
     """One member of a consumer group on one topic of a :class:`SqliteBuffer` file."""
 
@@ -178,7 +144,7 @@ class SqliteConsumer:
         self._member = uuid.uuid4().hex
         self._host = _host_identity()
         self._lock = threading.Lock()
-        self._connection = _connect(path)
+        self._connection = connect(path, _WHAT)
         self._positions: dict[int, int] | None = None
         """Next offset to deliver per partition while this member holds the lease."""
         self._last_beat = 0.0
@@ -192,11 +158,7 @@ class SqliteConsumer:
         if row is None:
             return True
         member, host, pid, heartbeat = row
-        if member == self._member:
-            return True
-        if now - heartbeat > LEASE_SECONDS:
-            return True
-        return host == self._host and not _process_alive(pid)
+        return member == self._member or not _lease_held(host, pid, heartbeat, now)
 
     def _lease_row(self) -> tuple[str, str, int, float] | None:
         row = self._connection.execute(
@@ -211,7 +173,7 @@ class SqliteConsumer:
         if not self._lease_free(self._lease_row(), now):  # cheap read before locking
             self._positions = None
             return False
-        with _write(self._connection) as db:
+        with transaction(self._connection) as db:
             row = self._lease_row()
             if not self._lease_free(row, now):
                 self._positions = None
@@ -256,7 +218,7 @@ class SqliteConsumer:
 
     def poll(self, max_records: int, timeout: float) -> list[InRecord]:
         deadline = time.monotonic() + timeout
-        with self._lock, _translated(self._path, "poll"):
+        with self._lock, translated(_WHAT, self._path, "poll"):
             while True:
                 if max_records > 0 and self._assigned():
                     records = self._fetch(max_records)
@@ -305,10 +267,10 @@ class SqliteConsumer:
         return records
 
     def commit(self) -> None:
-        with self._lock, _translated(self._path, "offset commit"):
+        with self._lock, translated(_WHAT, self._path, "offset commit"):
             if self._positions is None:
                 return  # nothing assigned, nothing polled
-            with _write(self._connection) as db:
+            with transaction(self._connection) as db:
                 row = self._lease_row()
                 if row is None or row[0] != self._member:
                     self._positions = None
@@ -328,7 +290,7 @@ class SqliteConsumer:
             self._last_beat = time.monotonic()
 
     def lag(self) -> dict[int, int]:
-        with self._lock, _translated(self._path, "lag"):
+        with self._lock, translated(_WHAT, self._path, "lag"):
             if self._positions is None:
                 return {}  # like a Kafka member without assigned partitions
             rows = self._connection.execute(
@@ -346,7 +308,7 @@ class SqliteConsumer:
             self._closed = True
             self._positions = None
             try:
-                with _write(self._connection) as db:
+                with transaction(self._connection) as db:
                     db.execute(
                         "DELETE FROM leases WHERE group_id = ? AND topic = ? AND member = ?",
                         (self._group, self._topic, self._member),
@@ -361,20 +323,21 @@ class SqliteBuffer:
     """The :class:`~connectors.buffer.Buffer` in one SQLite file (see the module docs)."""
 
     def __init__(
-        self, path: Path, partitions: int = 6, *, retention: float | None = 7 * 86400.0
+        self,
+        path: Path,
+        partitions: int = 6,
+        *,
+        retention: float | None = 7 * 86400.0,
+        lazy: bool = False,
     ) -> None:
+        """Open (creating if needed) the log at ``path``; ``lazy``: at its first use."""
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
         self._path = path
         self._partitions = partitions
         self._retention = retention
-        self._lock = threading.Lock()
-        self._connection = _connect(path)
+        self._db = Database(path, _WHAT, _SCHEMA, lazy=lazy)
         self._last_prune = float("-inf")
-        with _translated(path, "set-up"), _write(self._connection) as db:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
 
     @property
     def path(self) -> Path:
@@ -382,8 +345,8 @@ class SqliteBuffer:
         return self._path
 
     def ensure_topics(self, topics: Sequence[str]) -> None:
-        with self._lock, _translated(self._path, "topic creation"):
-            with _write(self._connection) as db:
+        with self._db.lock, translated(_WHAT, self._path, "topic creation"):
+            with transaction(self._db.connection()) as db:
                 for topic in topics:
                     created = db.execute(
                         "INSERT OR IGNORE INTO topics (name, partitions) VALUES (?, ?)",
@@ -401,9 +364,9 @@ class SqliteBuffer:
         if not records:
             return
         now = time.time()
-        with self._lock:
+        with self._db.lock:
             try:
-                with _write(self._connection) as db:
+                with transaction(self._db.connection()) as db:
                     found = db.execute(
                         "SELECT partitions FROM topics WHERE name = ?", (topic,)
                     ).fetchone()
@@ -454,8 +417,8 @@ class SqliteBuffer:
 
     def prune(self) -> None:
         """Apply the retention to every topic now (publish does it every few minutes)."""
-        with self._lock, _translated(self._path, "retention"):
-            topics = self._connection.execute("SELECT name FROM topics").fetchall()
+        with self._db.lock, translated(_WHAT, self._path, "retention"):
+            topics = self._db.connection().execute("SELECT name FROM topics").fetchall()
             for (topic,) in topics:
                 self._prune(str(topic))
 
@@ -466,7 +429,7 @@ class SqliteBuffer:
             return
         before = time.time() - self._retention
         try:
-            with _write(self._connection) as db:
+            with transaction(self._db.connection()) as db:
                 commits = db.execute(
                     "SELECT group_id, partition, committed_offset FROM commits WHERE topic = ?",
                     (topic,),
@@ -496,8 +459,76 @@ class SqliteBuffer:
             logger.warning("embedded buffer: retention pass failed: %s", exc)
 
     def consumer(self, topic: str, group: str) -> SqliteConsumer:
+        with self._db.lock:
+            self._db.connection()  # the member's queries need the tables
         return SqliteConsumer(self._path, topic, group)
 
+    def check(self, topics: Sequence[str], group: str, *, timeout: float = 10.0) -> list[Check]:
+        """The file, each topic and ``group``'s lag on ``topics[0]``; read-only.
+
+        The lag is read from the committed offsets, without taking the group's lease.
+        ``timeout`` is unused: a local file answers at once or not at all.
+        """
+        group_name = f"embedded lag {group}"
+
+        def describe(db: sqlite3.Connection) -> str:
+            count = int(db.execute("SELECT count(*) FROM records").fetchone()[0])
+            return f"{count} record(s)"
+
+        file_check = inspect_file(_WHAT, self._path, _TABLES, describe)
+        if file_check.failed:
+            return [
+                file_check,
+                *(Check.skip(f"embedded topic {t}", "buffer not readable") for t in topics),
+                Check.skip(group_name, "buffer not readable"),
+            ]
+        checks = [file_check]
+        try:
+            with read_only(self._path) as db:
+                # A handful of rows: every topic of the file.
+                partitions = dict(db.execute("SELECT name, partitions FROM topics").fetchall())
+                checks += [self._topic_check(topic, partitions.get(topic)) for topic in topics]
+                if not topics:
+                    return checks
+                if topics[0] not in partitions:
+                    checks.append(Check.skip(group_name, f"topic {topics[0]} missing"))
+                    return checks
+                rows = db.execute(
+                    "SELECT e.partition, e.next_offset - COALESCE(c.committed_offset, 0), "
+                    "c.committed_offset IS NOT NULL "
+                    "FROM log_ends e LEFT JOIN commits c ON c.group_id = ? "
+                    "AND c.topic = e.topic AND c.partition = e.partition WHERE e.topic = ?",
+                    (group, topics[0]),
+                ).fetchall()
+                lease = db.execute(
+                    "SELECT host, pid, heartbeat FROM leases WHERE group_id = ? AND topic = ?",
+                    (group, topics[0]),
+                ).fetchone()
+        except sqlite3.Error as exc:
+            checks.append(Check.fail(group_name, f"{self._path} cannot be read: {exc}"))
+            return checks
+        lag = {int(partition): max(0, int(waiting)) for partition, waiting, _ in rows}
+        notes = []
+        if not any(committed for _, _, committed in rows):
+            notes.append("the group has not committed yet")
+        if lease is not None:
+            host, pid = str(lease[0]), int(lease[1])
+            if _lease_held(host, pid, float(lease[2]), time.time()):
+                notes.append(f"served by pid {pid} on {host.split('/')[0]}")
+        checks.append(Check.ok(group_name, describe_lag(lag, "; ".join(notes))))
+        return checks
+
+    def _topic_check(self, topic: str, partitions: int | None) -> Check:
+        name = f"embedded topic {topic}"
+        if partitions is None:
+            return Check.fail(name, f"missing; {SETUP_HINT}")
+        if int(partitions) != self._partitions:
+            return Check.fail(
+                name,
+                f"has {partitions} partitions, NEWSFLOW_KAFKA_PARTITIONS is "
+                f"{self._partitions} (the embedded buffer keeps its first count)",
+            )
+        return Check.ok(name, f"{partitions} partitions")
+
     def close(self) -> None:
-        with self._lock:
-            self._connection.close()
+        self._db.close()

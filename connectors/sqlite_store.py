@@ -32,22 +32,15 @@ import json
 import logging
 import re
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.store import (
-    FeedStats,
-    IndexOutcome,
-    SearchHit,
-    SearchQuery,
-    SearchResult,
-    SeenDoc,
-)
-from newsflow.errors import BackendUnavailable, PermanentError
+from connectors import _sqlite
+from connectors.health import Check
+from connectors.store import FeedStats, IndexOutcome, SearchHit, SearchQuery, SearchResult, SeenDoc
 from newsflow.identity import content_hash
 from schemas import Article, FeedState
 
@@ -58,9 +51,10 @@ logger = logging.getLogger(__name__)
 MAX_TERM_BYTES = 32766
 """Longest keyword value Elasticsearch (Lucene) indexes, in bytes of UTF-8."""
 
+_WHAT = "embedded store"
+_TABLES = {"articles", "articles_fts", "aliases", "history", "feeds"}
+_NOT_SET_UP = "run the indexer, or call ensure()"
 _MAX_VERSION = 2**63 - 1
-_BUSY_TIMEOUT_MS = 30_000
-_WAL_LIMIT_BYTES = 64 * 1024 * 1024  # the WAL is truncated back to this after checkpoints
 _KEYWORD_FIELDS = (
     "doc_id", "url", "source_url", "alias_ids", "authors", "language", "source", "domain",
     "feed_url", "feed_name", "tags", "content_hash",
@@ -207,23 +201,10 @@ def _refusal(article: Article) -> str | None:
 class SqliteStore:
     """The :class:`~connectors.store.Store` in one SQLite file (see the module docs)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, lazy: bool = False) -> None:
+        """Open (creating if needed) the file at ``path``; ``lazy``: at its first use."""
         self._path = path
-        self._lock = threading.Lock()
-        try:
-            # Autocommit mode, explicit transactions; threads share it behind self._lock.
-            self._connection = sqlite3.connect(
-                path,
-                timeout=_BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            self._connection.execute("PRAGMA synchronous=FULL")
-            self._connection.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
-            self._connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-        except sqlite3.Error as exc:
-            raise BackendUnavailable(f"embedded store at {path} cannot be opened: {exc}") from exc
+        self._db = _sqlite.Database(path, _WHAT, lazy=lazy)
 
     @property
     def path(self) -> Path:
@@ -233,30 +214,12 @@ class SqliteStore:
     @contextmanager
     def _session(self, action: str, write: bool = False) -> Iterator[sqlite3.Connection]:
         """The connection under the lock, in a transaction, with errors translated."""
-        with self._lock:
-            db = self._connection
-            try:
-                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    yield db
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
-            except sqlite3.OperationalError as exc:
-                if "no such table" in str(exc):
-                    raise PermanentError(
-                        f"embedded store {action} failed: {self._path} is not set up "
-                        "(run the indexer, or call ensure())"
-                    ) from exc
-                raise BackendUnavailable(
-                    f"embedded store {action} failed ({self._path}): {exc}"
-                ) from exc
-            except sqlite3.Error as exc:
-                raise PermanentError(
-                    f"embedded store {action} failed ({self._path}): {exc}"
-                ) from exc
+        with (
+            self._db.lock,
+            _sqlite.translated(_WHAT, self._path, action, setup_hint=_NOT_SET_UP),
+            _sqlite.transaction(self._db.connection(), write=write) as db,
+        ):
+            yield db
 
     # -- set-up ----------------------------------------------------------------------
 
@@ -265,7 +228,7 @@ class SqliteStore:
             existed = db.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'articles'"
             ).fetchone()
-            for statement in _statements(_SCHEMA):
+            for statement in _sqlite.statements(_SCHEMA):
                 db.execute(statement)
         if not existed:
             logger.info("created embedded store=%s", self._path)
@@ -481,17 +444,15 @@ class SqliteStore:
     def refresh(self) -> None:
         """Nothing to do: a committed write is visible to every later read."""
 
+    def check(self, *, timeout: float = 10.0) -> list[Check]:
+        """The file, its tables and what they hold; read-only (``timeout`` is unused)."""
+
+        def describe(db: sqlite3.Connection) -> str:
+            articles = int(db.execute("SELECT count(*) FROM articles").fetchone()[0])
+            feeds = int(db.execute("SELECT count(*) FROM feeds").fetchone()[0])
+            return f"{articles} article(s), {feeds} feed state(s)"
+
+        return [_sqlite.inspect_file(_WHAT, self._path, _TABLES, describe)]
+
     def close(self) -> None:
-        with self._lock:
-            self._connection.close()
-
-
-def _statements(script: str) -> Iterator[str]:
-    """The statements of a DDL script (triggers contain ``;`` inside BEGIN ... END)."""
-    statement = ""
-    for line in script.splitlines(keepends=True):
-        statement += line
-        if sqlite3.complete_statement(statement):
-            if statement.strip():
-                yield statement.strip()
-            statement = ""
+        self._db.close()

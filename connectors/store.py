@@ -7,6 +7,11 @@ the embedded SQLite FTS5 store. Rules every implementation keeps:
   ``revision`` is higher, whatever order revisions arrive in;
 - a revision already stored (same or higher revision present) counts as a duplicate;
 - every revision written is also kept in the history.
+
+Callers ask for the role they use: :class:`ArticleWriter` (the indexer),
+:class:`SeenLookup` (the poller), :class:`FeedStateStore` (the poller's feed state),
+:class:`ArticleSearch` (search), :class:`FeedStatsReader` (feed health); :class:`Store`
+is all of them, as :func:`connectors.open_store` returns it.
 """
 
 from __future__ import annotations
@@ -16,15 +21,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from connectors.health import Check
 from schemas import Article, FeedState
 
 __all__ = [
+    "ArticleSearch",
+    "ArticleWriter",
+    "FeedHealthSource",
+    "FeedStateStore",
     "FeedStats",
+    "FeedStatsReader",
     "IndexOutcome",
     "SearchHit",
     "SearchQuery",
     "SearchResult",
     "SeenDoc",
+    "SeenLookup",
     "Store",
 ]
 
@@ -94,8 +106,8 @@ class FeedStats:
     """Articles whose text is empty once whitespace is normalised away."""
 
 
-class Store(Protocol):
-    """Documents, history and feed state."""
+class ArticleWriter(Protocol):
+    """What the indexer needs: set up, write revisions, make them visible."""
 
     def ensure(self) -> None:
         """Create indices / tables, templates and aliases if missing (idempotent)."""
@@ -105,9 +117,37 @@ class Store(Protocol):
         """Write revisions; transient failures raise, permanent ones are ``rejected``."""
         ...
 
+    def refresh(self) -> None:
+        """Make every write so far visible to search (a no-op where writes are)."""
+        ...
+
+
+class SeenLookup(Protocol):
+    """What the poller needs to skip work already done."""
+
     def lookup(self, ids: Sequence[str]) -> dict[str, SeenDoc]:
         """One request: the stored article for each id, matched on ``doc_id`` or an alias."""
         ...
+
+
+class FeedStateStore(Protocol):
+    """Per-feed state: conditional-GET validators, health, backoff."""
+
+    def feed_states(self, feed_urls: Sequence[str]) -> dict[str, FeedState]:
+        """Stored state of each known feed, by configured URL."""
+        ...
+
+    def put_feed_states(self, states: Sequence[FeedState]) -> None:
+        """Replace the stored state of these feeds."""
+        ...
+
+    def all_feed_states(self) -> list[FeedState]:
+        """Every stored feed state."""
+        ...
+
+
+class ArticleSearch(Protocol):
+    """What ``newsflow search`` and the demo read."""
 
     def get(self, doc_id: str) -> Article | None:
         """The current revision of one article."""
@@ -125,24 +165,27 @@ class Store(Protocol):
         """Ranked full-text search over title and text."""
         ...
 
-    def feed_states(self, feed_urls: Sequence[str]) -> dict[str, FeedState]:
-        """Stored state of each known feed, by configured URL."""
-        ...
 
-    def put_feed_states(self, states: Sequence[FeedState]) -> None:
-        """Replace the stored state of these feeds."""
-        ...
-
-    def all_feed_states(self) -> list[FeedState]:
-        """Every stored feed state."""
-        ...
+class FeedStatsReader(Protocol):
+    """Article counts per feed, for feed health."""
 
     def feed_stats(self, feed_urls: Sequence[str], since: datetime) -> dict[str, FeedStats]:
         """Article counts per ``feed_url``: one entry per requested URL, zeros if none."""
         ...
 
-    def refresh(self) -> None:
-        """Make every write so far visible to search (a no-op where writes are)."""
+
+class FeedHealthSource(FeedStateStore, FeedStatsReader, Protocol):
+    """What feed health joins: the feeds' state and their articles' counts."""
+
+
+class Store(ArticleWriter, SeenLookup, FeedStateStore, ArticleSearch, FeedStatsReader, Protocol):
+    """Every role, as :func:`connectors.open_store` returns it; plus health and closing."""
+
+    def check(self, *, timeout: float = 10.0) -> list[Check]:
+        """This store's own health, read-only (``newsflow doctor`` lists it).
+
+        Never raises for what it finds; ``timeout`` bounds each request (seconds).
+        """
         ...
 
     def close(self) -> None:

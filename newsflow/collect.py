@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from connectors.store import SeenDoc, Store
+from connectors.store import SeenDoc, SeenLookup
 from newsflow.errors import FetchError
 from newsflow.extract import Extractor, ExtractSkip, Page, PendingExtraction
 from newsflow.fetch import (
@@ -68,7 +68,7 @@ def _is_newer(entry: FeedEntry, seen: SeenDoc) -> bool:
     return known is None or entry.updated_at > known
 
 
-def plan(entries: Sequence[FeedEntry], store: Store) -> list[FeedEntry]:
+def plan(entries: Sequence[FeedEntry], store: SeenLookup) -> list[FeedEntry]:
     """Entries whose page must be fetched: unseen, or updated since it was indexed."""
     unique: dict[str, FeedEntry] = {}
     for entry in entries:
@@ -143,7 +143,7 @@ def collect(
     *,
     fetcher: Fetcher,
     extractor: Extractor,
-    store: Store,
+    store: SeenLookup,
     claims: Claims,
     respect_robots: bool | None = None,
     on_page: Callable[[], None] | None = None,

@@ -11,6 +11,7 @@ __all__ = [
     "TransientFetchError",
     "BackendUnavailable",
     "ConfigError",
+    "DecodeError",
     "FeedError",
     "FetchError",
     "NewsflowError",
@@ -34,6 +35,13 @@ class PermanentError(NewsflowError):
 
 class ConfigError(PermanentError):
     """A settings value or a feeds file is invalid."""
+
+
+class DecodeError(PermanentError, ValueError):
+    """A buffer record that is not a valid article of a supported schema version.
+
+    Permanent: the same bytes never decode; the indexer dead-letters the record.
+    """
 
 
 class FetchError(NewsflowError):

@@ -25,7 +25,7 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Array
 
-from connectors.store import FeedStats, Store
+from connectors.store import FeedHealthSource, FeedStats
 from newsflow.durations import format_duration, parse_duration
 from newsflow.errors import ConfigError
 from newsflow.feedlist import load_feeds
@@ -303,7 +303,11 @@ class FeedHealth:
 
 
 def feed_health(
-    feeds: Sequence[FeedConfig], store: Store, now: datetime, *, include_unlisted: bool = True
+    feeds: Sequence[FeedConfig],
+    store: FeedHealthSource,
+    now: datetime,
+    *,
+    include_unlisted: bool = True,
 ) -> list[FeedHealth]:
     """Health of every configured feed (and, by default, of feeds only the store knows)."""
     states = {state.feed_url: state for state in store.all_feed_states()}

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from connectors.buffer import Buffer, Consumer, InRecord, OutRecord
-from connectors.store import Store
-from newsflow.errors import TransientError
+from connectors.store import ArticleWriter
+from newsflow.errors import DecodeError, TransientError
 from newsflow.publish import SCHEMA_HEADER
 from newsflow.settings import IndexerSettings, KafkaSettings
 from newsflow.summary import IndexSummary
@@ -29,10 +29,6 @@ from schemas import SCHEMA_VERSION, Article
 __all__ = ["DecodeError", "Indexer", "decode"]
 
 logger = logging.getLogger(__name__)
-
-
-class DecodeError(ValueError):
-    """A record that is not a valid article of a supported schema version."""
 
 
 def decode(record: InRecord) -> Article:
@@ -75,7 +71,7 @@ class Indexer:
     def __init__(
         self,
         buffer: Buffer,
-        store: Store,
+        store: ArticleWriter,
         kafka: KafkaSettings,
         settings: IndexerSettings,
         *,

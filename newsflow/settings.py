@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import platformdirs
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from newsflow import __version__
+from newsflow.errors import ConfigError
 
 __all__ = [
     "ElasticsearchSettings",
@@ -25,6 +27,7 @@ __all__ = [
     "KafkaSettings",
     "KibanaSettings",
     "Settings",
+    "load_settings",
 ]
 
 
@@ -219,3 +222,53 @@ class Settings(BaseSettings):
     feed: FeedSettings = Field(default_factory=FeedSettings)
     indexer: IndexerSettings = Field(default_factory=IndexerSettings)
     kibana: KibanaSettings = Field(default_factory=KibanaSettings)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """:class:`Settings` from the environment (and ``overrides``), or one ConfigError.
+
+    The error is one line naming each offending variable, its value and what is wrong,
+    e.g. ``NEWSFLOW_FETCH_DEADLINE='abc': input should be a valid number, ...``.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None  # the pydantic report is many lines
+
+
+def _describe(exc: ValidationError) -> str:
+    # A section's error surfaces from its default factory, titled with the section class.
+    section = _SECTIONS.get(exc.title, Settings)
+    problems = []
+    for error in exc.errors(include_url=False):
+        names = [str(part) for part in error["loc"]]
+        model: type[BaseSettings] = section
+        if len(names) > 1 and model is Settings and names[0] in _SECTION_FIELDS:
+            model = _SECTION_FIELDS[names.pop(0)]
+        variable = (str(model.model_config.get("env_prefix", "")) + "_".join(names)).upper()
+        field = model.model_fields.get(names[0]) if names else None
+        secret = field is not None and "SecretStr" in str(field.annotation)
+        value = "<secret>" if secret else repr(error.get("input"))
+        message = error["msg"][:1].lower() + error["msg"][1:]
+        problems.append(f"{variable}={value}: {message}")
+    return "; ".join(problems).replace("\n", " ")
+
+
+_SECTIONS: dict[str, type[BaseSettings]] = {
+    cls.__name__: cls
+    for cls in (
+        KafkaSettings,
+        ElasticsearchSettings,
+        FetchSettings,
+        ExtractSettings,
+        FeedSettings,
+        IndexerSettings,
+        KibanaSettings,
+        Settings,
+    )
+}
+_SECTION_FIELDS: dict[str, type[BaseSettings]] = {
+    name: field.annotation
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings)
+}

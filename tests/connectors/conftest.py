@@ -38,6 +38,21 @@ def buffer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Buffer]:
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    implementation = _open_store(request, tmp_path)
+    implementation.ensure()
+    yield implementation
+    implementation.close()
+
+
+@pytest.fixture(params=STORES)
+def unset_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A store on names or a file nobody has set up (no ``ensure()``)."""
+    implementation = _open_store(request, tmp_path)
+    yield implementation
+    implementation.close()
+
+
+def _open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     if request.param == "elasticsearch":
         request.getfixturevalue("stack_env")
         from connectors.elasticsearch import ElasticsearchStore
@@ -49,6 +64,4 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         implementation = SqliteStore(tmp_path / "store.sqlite3")
     else:  # pragma: no cover
         raise AssertionError(request.param)
-    implementation.ensure()
-    yield implementation
-    implementation.close()
+    return implementation

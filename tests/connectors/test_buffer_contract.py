@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connectors.buffer import Buffer, InRecord, OutRecord
+from connectors.health import Check
 from newsflow.settings import Settings
 
 
@@ -75,3 +76,31 @@ def test_lag_counts_uncommitted_records(buffer: Buffer, topic: str) -> None:
         assert sum(consumer.lag().values()) == 0
     finally:
         consumer.close()
+
+
+def _named(checks: list[Check], suffix: str) -> Check:
+    [check] = [c for c in checks if c.name.endswith(suffix)]
+    return check
+
+
+def test_check_reports_missing_topics_then_the_lag(buffer: Buffer) -> None:
+    kafka = Settings().kafka
+    topics, group = [kafka.topic, kafka.dlq_topic], "contract-check"
+    before = buffer.check(topics, group, timeout=5)
+    assert before[0].status == "ok", before  # reachable
+    for topic in topics:
+        assert _named(before, f"topic {topic}").failed
+        assert _named(before, f"topic {topic}").detail.startswith("missing")
+    assert _named(before, f"lag {group}").status == "skip"
+
+    buffer.ensure_topics(topics)
+    buffer.publish(kafka.topic, [OutRecord(key="a", value=b"1"), OutRecord(key="b", value=b"2")])
+    waiting = buffer.check(topics, group, timeout=5)
+    assert not any(check.failed for check in waiting), waiting
+    assert _named(waiting, f"topic {kafka.topic}").detail.startswith("3 partitions")
+    lag = _named(waiting, f"lag {group}")
+    assert lag.detail.startswith("total=2 (") and "not committed yet" in lag.detail
+
+    assert len(_drain(buffer, kafka.topic, group, 2, commit=True)) == 2
+    done = _named(buffer.check(topics, group, timeout=5), f"lag {group}")
+    assert done.status == "ok" and done.detail.startswith("total=0 ("), done

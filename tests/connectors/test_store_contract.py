@@ -145,3 +145,22 @@ def test_feed_stats_count_recent_and_missing_fields_per_feed(
     assert (stats[other_feed].articles, stats[other_feed].recent) == (1, 0)
     assert stats["https://unknown/feed"].articles == 0
     assert store.feed_stats([], now) == {}
+
+
+def test_check_passes_once_set_up_and_counts_what_is_stored(
+    store: Store, sample_article: Article
+) -> None:
+    checks = store.check(timeout=5)
+    assert checks and not any(check.failed for check in checks), checks
+    store.index_batch([sample_article])
+    store.refresh()
+    details = " | ".join(check.detail for check in store.check(timeout=5))
+    assert "1 article(s)" in details or "1 document(s)" in details, details
+
+
+def test_check_fails_on_a_store_nobody_set_up(unset_store: Store) -> None:
+    checks = unset_store.check(timeout=5)
+    assert checks[0].name in ("elasticsearch", "embedded store")
+    failed = [check for check in checks if check.failed]
+    assert failed, checks
+    assert all("newsflow index" in check.detail for check in failed), failed

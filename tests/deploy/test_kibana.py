@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from elasticsearch import Elasticsearch
 from pydantic import SecretStr
 
 from connectors.elasticsearch import ARTICLE_MAPPING, FEED_MAPPING, ElasticsearchStore
@@ -391,7 +392,8 @@ def test_the_saved_objects_fields_aggregate_on_the_real_node(
     settings = Settings().elasticsearch
     index_of = {ARTICLES_TITLE: settings.index, FEEDS_TITLE: settings.feeds_index}
     titles = {o["id"]: o["attributes"]["title"] for o in _of_type("index-pattern")}
-    store = ElasticsearchStore(settings)
+    client = Elasticsearch(settings.url)  # the test's own queries; the store closes it
+    store = ElasticsearchStore(settings, client)
     try:
         store.ensure()
         assert store.index_batch([sample_article]).indexed == 1
@@ -409,7 +411,6 @@ def test_the_saved_objects_fields_aggregate_on_the_real_node(
             ]
         )
         store.refresh()
-        client = store.client
         for lens in _of_type("lens"):
             state = lens["attributes"]["state"]
             for layer_id, layer in _lens_layers(lens).items():
@@ -455,8 +456,8 @@ def test_the_saved_objects_fields_aggregate_on_the_real_node(
         assert set(hit["_source"]) == set(search["attributes"]["columns"])
     finally:  # the stack is shared: leave no test indices behind
         names = [f"{settings.index}-000001", f"{settings.history_index}-000001"]
-        store.client.indices.delete(index=[*names, settings.feeds_index], ignore_unavailable=True)
-        store.client.indices.delete_index_template(name=f"{settings.index}-template")
+        client.indices.delete(index=[*names, settings.feeds_index], ignore_unavailable=True)
+        client.indices.delete_index_template(name=f"{settings.index}-template")
         store.close()
 
 

@@ -10,10 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from elasticsearch import Elasticsearch
 from typer.testing import CliRunner
 
 from connectors import open_buffer, open_store
-from connectors.elasticsearch import ElasticsearchStore
 from connectors.sqlite_buffer import SqliteBuffer
 from newsflow.cli import app
 from newsflow.doctor import Check, run_checks
@@ -197,13 +197,13 @@ def test_wrong_partition_counts_and_an_index_in_place_of_the_alias_fail(
     _set_up(settings)
     monkeypatch.setenv("NEWSFLOW_KAFKA_PARTITIONS", "4")
     monkeypatch.setenv("NEWSFLOW_ELASTICSEARCH_HISTORY_INDEX", f"{stack_env}-plain")
-    store = ElasticsearchStore(Settings().elasticsearch)
+    client = Elasticsearch(Settings().elasticsearch.url)
     try:
-        store.client.indices.create(index=f"{stack_env}-plain")
+        client.indices.create(index=f"{stack_env}-plain")
         checks = _by_name(run_checks(Settings(), timeout=5))
     finally:
-        store.client.indices.delete(index=f"{stack_env}-plain")
-        store.close()
+        client.indices.delete(index=f"{stack_env}-plain")
+        client.close()
     topic = checks[f"kafka topic {settings.kafka.topic}"]
     assert topic.failed and "has 3 partitions, NEWSFLOW_KAFKA_PARTITIONS is 4" in topic.detail
     alias = checks[f"elasticsearch alias {stack_env}-plain"]

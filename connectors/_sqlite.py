@@ -1,0 +1,171 @@
+"""SQLite plumbing of the embedded buffer and store (private to ``connectors``).
+
+One way to open a file (WAL, ``synchronous=FULL``, explicit transactions), to run a
+transaction, to turn :mod:`sqlite3` errors into newsflow's transient and permanent
+markers, and to look at a file read-only for the connectors' ``check()``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+from connectors.health import SETUP_HINT, Check
+from newsflow.errors import BackendUnavailable, PermanentError
+
+__all__ = [
+    "Database",
+    "connect",
+    "inspect_file",
+    "read_only",
+    "statements",
+    "transaction",
+    "translated",
+]
+
+_BUSY_TIMEOUT_MS = 30_000
+_WAL_LIMIT_BYTES = 64 * 1024 * 1024  # the WAL is truncated back to this after checkpoints
+_READ_ONLY_TIMEOUT = 5.0
+
+
+def connect(path: Path, what: str) -> sqlite3.Connection:
+    """A connection to ``path`` (created if missing); ``what`` names it in errors."""
+    try:
+        # Autocommit mode: transactions are explicit (BEGIN ... COMMIT). The connection is
+        # shared by threads only behind its owner's lock.
+        connection = sqlite3.connect(
+            path,
+            timeout=_BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
+        connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    except sqlite3.Error as exc:
+        raise BackendUnavailable(f"{what} at {path} cannot be opened: {exc}") from exc
+    return connection
+
+
+@contextmanager
+def transaction(
+    connection: sqlite3.Connection, *, write: bool = True
+) -> Iterator[sqlite3.Connection]:
+    """One transaction; a write one takes the database's write lock up front."""
+    connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield connection
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+@contextmanager
+def translated(
+    what: str, path: Path, action: str, *, setup_hint: str | None = None
+) -> Iterator[None]:
+    """SQLite errors as newsflow's markers: locks and I/O are transient, the rest is not.
+
+    With ``setup_hint``, a missing table is permanent and says how to set the file up.
+    """
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if setup_hint is not None and "no such table" in str(exc):
+            raise PermanentError(
+                f"{what} {action} failed: {path} is not set up ({setup_hint})"
+            ) from exc
+        raise BackendUnavailable(f"{what} {action} failed ({path}): {exc}") from exc
+    except sqlite3.Error as exc:
+        raise PermanentError(f"{what} {action} failed ({path}): {exc}") from exc
+
+
+def statements(script: str) -> Iterator[str]:
+    """The statements of a DDL script (triggers contain ``;`` inside BEGIN ... END)."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            if statement.strip():
+                yield statement.strip()
+            statement = ""
+
+
+class Database:
+    """One file's connection, shared by threads behind ``lock``.
+
+    ``lazy`` defers opening (and so creating) the file to the first use, for a connector
+    that may only be asked for its read-only ``check()``.
+    """
+
+    def __init__(
+        self, path: Path, what: str, schema: str | None = None, *, lazy: bool = False
+    ) -> None:
+        self.path = path
+        self.what = what
+        self.lock = threading.Lock()
+        self._schema = schema
+        self._connection: sqlite3.Connection | None = None
+        if not lazy:
+            self.connection()
+
+    def connection(self) -> sqlite3.Connection:
+        """The open connection (call with ``lock`` held); the schema is created once."""
+        if self._connection is None:
+            connection = connect(self.path, self.what)
+            if self._schema is not None:
+                try:
+                    with translated(self.what, self.path, "set-up"), transaction(connection):
+                        for statement in statements(self._schema):
+                            connection.execute(statement)
+                except BaseException:
+                    connection.close()
+                    raise
+            self._connection = connection
+        return self._connection
+
+    def close(self) -> None:
+        with self.lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection that cannot create or change ``path``."""
+    uri = path.resolve().as_uri() + "?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True, timeout=_READ_ONLY_TIMEOUT)) as connection:
+        yield connection
+
+
+def inspect_file(
+    name: str, path: Path, tables: set[str], describe: Callable[[sqlite3.Connection], str]
+) -> Check:
+    """Whether ``path`` exists, is a WAL database and has ``tables``; read-only."""
+    if not path.exists():
+        return Check.fail(name, f"{path} does not exist; {SETUP_HINT}")
+    try:
+        with read_only(path) as db:
+            mode = str(db.execute("PRAGMA journal_mode").fetchone()[0])
+            found = {
+                str(row[0])
+                for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            missing = tables - found
+            if missing:
+                return Check.fail(
+                    name, f"{path} lacks tables {', '.join(sorted(missing))}; {SETUP_HINT}"
+                )
+            if mode.lower() != "wal":
+                return Check.fail(name, f"{path} is in {mode} journal mode, expected WAL")
+            size = path.stat().st_size / 1e6
+            return Check.ok(name, f"{path} (WAL, {size:.1f} MB), {describe(db)}")
+    except sqlite3.Error as exc:
+        return Check.fail(name, f"{path} cannot be read: {exc}")
