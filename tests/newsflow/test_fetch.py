@@ -39,6 +39,7 @@ from newsflow.fetch import (
     HttpStatusError,
     RobotsDisallowed,
     RobotsUnavailable,
+    _guard,
 )
 from newsflow.settings import FetchSettings
 
@@ -190,7 +191,7 @@ def make_fetcher() -> Iterator[Callable[..., Fetcher]]:
     ],
 )
 def test_address_classification(address: str, blocked: bool) -> None:
-    reason = fetch._blocked_reason(ipaddress.ip_address(address))
+    reason = _guard._blocked_reason(ipaddress.ip_address(address))
     assert (reason is not None) is blocked, reason
 
 
@@ -224,24 +225,24 @@ def test_guard_refuses_before_connecting(
 
 def test_backend_connect_tcp_checks_resolved_address(server: _Server) -> None:
     with pytest.raises(BlockedAddress):
-        fetch._GuardedBackend(allow_private=False).connect_tcp("localhost", server.port)
-    stream = fetch._GuardedBackend(allow_private=True).connect_tcp("localhost", server.port)
+        _guard._GuardedBackend(allow_private=False).connect_tcp("localhost", server.port)
+    stream = _guard._GuardedBackend(allow_private=True).connect_tcp("localhost", server.port)
     stream.close()
     # Metadata endpoints stay refused even when private networks are allowed.
     with pytest.raises(BlockedAddress):
-        fetch._GuardedBackend(allow_private=True).connect_tcp("169.254.169.254", 80)
+        _guard._GuardedBackend(allow_private=True).connect_tcp("169.254.169.254", 80)
 
 
 def test_every_redirect_hop_is_checked_at_connect(
     server: _Server, make_fetcher: Callable[..., Fetcher], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Pretend 127.0.0.1 is public so the first hop passes; 127.0.0.2 stays loopback.
-    real = fetch._blocked_reason
+    real = _guard._blocked_reason
 
     def only_127_0_0_1_is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Any:
         return None if str(ip) == "127.0.0.1" else real(ip)
 
-    monkeypatch.setattr(fetch, "_blocked_reason", only_127_0_0_1_is_public)
+    monkeypatch.setattr(_guard, "_blocked_reason", only_127_0_0_1_is_public)
     inner = _Server(host="127.0.0.2")
     try:
         inner.routes["/admin"] = _reply(body=b"internal")
@@ -291,7 +292,7 @@ def test_tls_verifies_the_url_host_after_connecting_to_the_ip(
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(cert_file, key_file)
     client_context = ssl.create_default_context(cafile=str(cert_file))
-    monkeypatch.setattr(fetch, "_ssl_context", lambda: client_context)
+    monkeypatch.setattr(_guard, "_ssl_context", lambda: client_context)
     tls_server = _Server(tls=server_context)
     try:
         tls_server.routes["/"] = _reply(body=b"over tls")
