@@ -1,7 +1,8 @@
-"""robots.txt: one cached rule set per origin.
+"""robots.txt: one cached rule set per origin, parsed by protego with RFC 9309 semantics.
 
-The HTTP outcome of fetching robots.txt decides as RFC 9309 says: 4xx allows everything,
-5xx/429 or no answer pauses the host.
+protego matches ``*`` and ``$`` and picks the longest matching rule (``Allow`` winning a
+tie), which :mod:`urllib.robotparser` does not. The HTTP outcome of fetching robots.txt
+decides as RFC 9309 says: 4xx allows everything, 5xx/429 or no answer pauses the host.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.robotparser import RobotFileParser
 
 import httpx
+from protego import Protego
 
 from newsflow.errors import PermanentFetchError, TransientFetchError
 from newsflow.fetch._errors import BlockedAddress, RobotsDisallowed, RobotsUnavailable
@@ -43,7 +44,7 @@ class RobotsGet(Protocol):
 
 @dataclass(slots=True)
 class _Entry:
-    parser: RobotFileParser | None  # None: everything allowed
+    parser: Protego | None  # None: everything allowed
     expires: float
     unavailable: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -87,7 +88,7 @@ class Robots:
             unavailable, parser = entry.unavailable, entry.parser
         if unavailable:
             raise RobotsUnavailable(f"{url}: robots.txt of {key} unavailable, retry later")
-        if parser is not None and not parser.can_fetch(self._user_agent, str(url)):
+        if parser is not None and not parser.can_fetch(str(url), self._user_agent):
             raise RobotsDisallowed(f"{url}: disallowed by {key}/robots.txt")
 
     def _load(self, key: str, host: str, entry: _Entry) -> None:
@@ -117,8 +118,7 @@ class Robots:
                 entry.unavailable = True
             entry.expires = now + _RETRY
             return
-        parser = RobotFileParser()
-        parser.parse(response.body.decode("utf-8", errors="replace").splitlines())
+        parser = Protego.parse(response.body.decode("utf-8", errors="replace"))
         entry.parser, entry.unavailable, entry.expires = parser, False, now + _TTL
         crawl_delay = parser.crawl_delay(self._user_agent)
         if crawl_delay is not None:

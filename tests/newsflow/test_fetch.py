@@ -688,6 +688,72 @@ def test_robots_agent_specific_rules(server: _Server, make_fetcher: Callable[...
     assert server.hits["/news"] == 1
 
 
+def _robots_verdicts(
+    server: _Server, make_fetcher: Callable[..., Fetcher], robots: bytes, paths: list[str]
+) -> dict[str, bool]:
+    """Which of ``paths`` the fetcher requested (True) or refused by robots.txt (False)."""
+    server.routes["/robots.txt"] = _reply(body=robots, headers={"Content-Type": "text/plain"})
+    fetcher = make_fetcher(respect_robots=True)
+    verdicts = {}
+    for path in paths:
+        server.routes[path.partition("?")[0]] = _reply(body=b"page")
+        try:
+            fetcher.get(server.url(path))
+        except RobotsDisallowed:
+            verdicts[path] = False
+        else:
+            verdicts[path] = True
+        assert server.hits[path] == int(verdicts[path])  # refused means never requested
+    return verdicts
+
+
+def test_robots_wildcard_and_end_anchor(
+    server: _Server, make_fetcher: Callable[..., Fetcher]
+) -> None:
+    robots = b"User-agent: *\nDisallow: /*.pdf$\nDisallow: /tmp*/draft\n"
+    paths = ["/a/b.pdf", "/a/b.pdf?x=1", "/a/b.pdfx", "/a/b.html", "/tmp-1/x/draft", "/tmp"]
+    assert _robots_verdicts(server, make_fetcher, robots, paths) == {
+        "/a/b.pdf": False,
+        # "$" anchors the end of path and query together, so a query escapes it.
+        "/a/b.pdf?x=1": True,
+        "/a/b.pdfx": True,
+        "/a/b.html": True,
+        "/tmp-1/x/draft": False,
+        "/tmp": True,
+    }
+
+
+@pytest.mark.parametrize(
+    "robots",
+    [
+        b"User-agent: *\nDisallow: /news/\nAllow: /news/public/\n",
+        b"User-agent: *\nAllow: /news/public/\nDisallow: /news/\n",
+    ],
+    ids=["disallow-first", "allow-first"],
+)
+def test_robots_longest_match_wins_whatever_the_order(
+    server: _Server, make_fetcher: Callable[..., Fetcher], robots: bytes
+) -> None:
+    paths = ["/news/public/x", "/news/x", "/news/", "/other"]
+    assert _robots_verdicts(server, make_fetcher, robots, paths) == {
+        "/news/public/x": True,
+        "/news/x": False,
+        "/news/": False,
+        "/other": True,
+    }
+
+
+def test_robots_equal_length_allow_wins(
+    server: _Server, make_fetcher: Callable[..., Fetcher]
+) -> None:
+    # RFC 9309 2.2.2: of equally specific rules, the least restrictive one applies.
+    robots = b"User-agent: *\nDisallow: /page\nAllow: /page\nDisallow: /pages\n"
+    assert _robots_verdicts(server, make_fetcher, robots, ["/page", "/pages"]) == {
+        "/page": True,
+        "/pages": False,
+    }
+
+
 def test_robots_missing_allows_and_server_error_pauses(
     server: _Server, make_fetcher: Callable[..., Fetcher]
 ) -> None:
