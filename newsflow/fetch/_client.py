@@ -112,7 +112,7 @@ class Fetcher:
             user_agent=settings.user_agent,
             deadline=settings.deadline,
             get=self._get_robots_txt,
-            on_crawl_delay=self._set_crawl_delay,
+            on_crawl_delay=self._politeness.set_delay,
         )
 
     def __enter__(self) -> Self:
@@ -240,14 +240,10 @@ class Fetcher:
             request = self._client.build_request("GET", url, headers=headers, timeout=timeout)
             return self._client.send(request, stream=True)
 
-    # -- robots.txt and politeness -------------------------------------------------------
+    # -- robots.txt ----------------------------------------------------------------------
 
     def _get_robots_txt(
         self, url: str, *, headers: dict[str, str], seconds: float, max_bytes: int
     ) -> FetchResponse:
         budget = _Budget(seconds, max_bytes, truncate=True)
         return self._fetch(url, headers, respect_robots=False, budget=budget)
-
-    def _set_crawl_delay(self, host: str, delay: float) -> None:
-        # Looked up on each call, so a test may swap in a politeness with a fake clock.
-        self._politeness.set_delay(host, delay)
