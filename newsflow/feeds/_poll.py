@@ -103,10 +103,7 @@ def poll_feed(
         response = fetcher.get(
             url, headers=_conditional_headers(state), respect_robots=config.respect_robots
         )
-        if response.status == 304:
-            poll = _not_modified(config, state, response, settings, now)
-        else:
-            poll = _parsed(config, state, response, settings, now)
+        poll = _answered(config, state, response, settings, now)
     except (FetchError, FeedError) as error:
         poll = _failed(state, error, settings, now, rng or _random)
     log.debug(
@@ -172,31 +169,22 @@ def _validators(response: FetchResponse, state: FeedState, *, keep: bool) -> dic
     return {"etag": etag, "last_modified": last_modified}
 
 
-def _not_modified(
+def _answered(
     config: FeedConfig,
     state: FeedState,
     response: FetchResponse,
     settings: FeedSettings,
     now: datetime,
 ) -> FeedPoll:
-    update = _success_update(config, state, response, settings, now, state.ttl_seconds)
-    update.update(_validators(response, state, keep=True), last_status="not_modified")
-    return FeedPoll(state=state.model_copy(update=update), entries=[], status="not_modified")
-
-
-def _parsed(
-    config: FeedConfig,
-    state: FeedState,
-    response: FetchResponse,
-    settings: FeedSettings,
-    now: datetime,
-) -> FeedPoll:
+    """The outcome of a 2xx or 304 answer; a body that is not a feed raises FeedError."""
     body_hash = hashlib.sha256(response.body).hexdigest()
-    if body_hash == state.body_hash:
-        # The server ignored our conditional headers and sent the same bytes again.
+    if response.status == 304 or body_hash == state.body_hash:
+        # Nothing new: a 304, or the server ignored our conditional headers and sent the
+        # same bytes again.
+        same: FeedStatus = "not_modified" if response.status == 304 else "unchanged"
         update = _success_update(config, state, response, settings, now, state.ttl_seconds)
-        update.update(_validators(response, state, keep=True), last_status="unchanged")
-        return FeedPoll(state=state.model_copy(update=update), entries=[], status="unchanged")
+        update.update(_validators(response, state, keep=True), last_status=same)
+        return FeedPoll(state=state.model_copy(update=update), entries=[], status=same)
 
     parsed = _parse(response)
     feed: Mapping[str, Any] = parsed.get("feed") or {}

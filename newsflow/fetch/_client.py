@@ -11,10 +11,10 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
-from types import MappingProxyType, TracebackType
-from typing import Self
+from types import MappingProxyType
 
 import httpx
 
@@ -75,7 +75,7 @@ def _fetch_response(
     )
 
 
-class Fetcher:
+class Fetcher(AbstractContextManager["Fetcher"]):
     """Thread-safe HTTP GET client; share one per process and close it when done.
 
     At most ``concurrency`` requests are in flight, at most ``per_host_concurrency`` per
@@ -115,15 +115,7 @@ class Fetcher:
             on_crawl_delay=self._politeness.set_delay,
         )
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
