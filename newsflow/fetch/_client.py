@@ -235,7 +235,7 @@ class Fetcher(AbstractContextManager["Fetcher"]):
     # -- robots.txt ----------------------------------------------------------------------
 
     def _get_robots_txt(
-        self, url: str, *, headers: dict[str, str], seconds: float, max_bytes: int
+        self, url: str, *, headers: Mapping[str, str], seconds: float, max_bytes: int
     ) -> FetchResponse:
         budget = _Budget(seconds, max_bytes, truncate=True)
         return self._fetch(url, headers, respect_robots=False, budget=budget)

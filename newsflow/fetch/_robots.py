@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,7 +38,7 @@ class RobotsGet(Protocol):
     """GET ``url`` without consulting robots.txt; a longer body is cut to ``max_bytes``."""
 
     def __call__(
-        self, url: str, *, headers: dict[str, str], seconds: float, max_bytes: int
+        self, url: str, *, headers: Mapping[str, str], seconds: float, max_bytes: int
     ) -> FetchResponse: ...
 
 
@@ -75,8 +75,11 @@ class Robots:
         self._entries: dict[str, _Entry] = {}
 
     def check(self, url: httpx.URL) -> None:
-        """Raise :class:`RobotsDisallowed` or :class:`RobotsUnavailable` unless ``url`` may
-        be fetched now."""
+        """Raise unless ``url`` may be fetched now (robots.txt fetched first if stale).
+
+        :class:`RobotsDisallowed` when the rules refuse it, :class:`RobotsUnavailable`
+        while the host is paused because its robots.txt could not be read.
+        """
         key = origin(url)
         with self._lock:
             entry = self._entries.get(key)

@@ -968,3 +968,19 @@ def test_errors_survive_pickling() -> None:
         7.0,
         "http://x/: HTTP 503",
     )
+
+
+def test_public_face_is_the_package() -> None:
+    # The names callers import from newsflow.fetch, whichever private module holds them.
+    assert sorted(fetch.__all__) == [
+        "BlockedAddress",
+        "BodyTooLarge",
+        "FetchResponse",
+        "Fetcher",
+        "HttpStatusError",
+        "PermanentHttpError",
+        "RobotsDisallowed",
+        "RobotsUnavailable",
+        "TransientHttpError",
+    ]
+    assert all(hasattr(fetch, name) for name in fetch.__all__)
