@@ -20,7 +20,8 @@ from schemas import FeedConfig, FeedEntry
 
 __all__ = ["clean_text", "entries_of"]
 
-_log = logging.getLogger(__name__)
+# Log lines name the public package, not this private module (httpx logs as "httpx").
+_log = logging.getLogger("newsflow.feeds")
 
 _WHITESPACE = re.compile(r"\s+")
 _EMAIL_AND_NAME = re.compile(r"\s*[^\s()]+@[^\s()]+\s*\((?P<name>[^()]+)\)\s*")

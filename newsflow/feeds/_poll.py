@@ -32,7 +32,8 @@ from schemas import FeedConfig, FeedEntry, FeedState
 
 __all__ = ["FeedPoll", "FeedStatus", "is_due", "poll_feed"]
 
-log = logging.getLogger(__name__)
+# Log lines name the public package, not this private module (httpx logs as "httpx").
+log = logging.getLogger("newsflow.feeds")
 
 FeedStatus = Literal["ok", "bozo", "not_modified", "unchanged", "failed", "not_due", "disabled"]
 

@@ -30,7 +30,8 @@ from newsflow.settings import FetchSettings
 
 __all__ = ["Fetcher"]
 
-_log = logging.getLogger(__name__)
+# Log lines name the public package, not this private module (httpx logs as "httpx").
+_log = logging.getLogger("newsflow.fetch")
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _PERMANENT_REDIRECTS = frozenset({301, 308})

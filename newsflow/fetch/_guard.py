@@ -27,7 +27,8 @@ from newsflow.fetch._errors import BlockedAddress
 
 __all__ = ["GuardedTransport", "deadline_scope"]
 
-_log = logging.getLogger(__name__)
+# Log lines name the public package, not this private module (httpx logs as "httpx").
+_log = logging.getLogger("newsflow.fetch")
 
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -24,7 +24,8 @@ from newsflow.fetch._urls import origin
 
 __all__ = ["Robots", "RobotsGet"]
 
-_log = logging.getLogger(__name__)
+# Log lines name the public package, not this private module (httpx logs as "httpx").
+_log = logging.getLogger("newsflow.fetch")
 
 _TTL = 3600.0
 _RETRY = 300.0
