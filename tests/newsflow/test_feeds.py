@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from newsflow import feeds
 from newsflow.errors import FeedError, PermanentFetchError, TransientFetchError
 from newsflow.feeds import FeedPoll, is_due, poll_feed
 from newsflow.fetch import Fetcher, HttpStatusError, RobotsDisallowed
@@ -668,3 +669,8 @@ def test_feed_can_opt_into_robots_txt(server: FeedServer, fetcher: Fetcher) -> N
     assert respected.status == "failed"
     assert isinstance(respected.error, RobotsDisallowed)
     assert respected.state.last_error_class == "RobotsDisallowed"
+
+
+def test_public_face_is_the_package() -> None:
+    assert sorted(feeds.__all__) == ["FeedPoll", "FeedStatus", "is_due", "poll_feed"]
+    assert all(hasattr(feeds, name) for name in feeds.__all__)

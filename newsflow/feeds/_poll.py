@@ -1,4 +1,4 @@
-"""Polling one feed: conditional GET, parsing with feedparser, entries, and the feed's state.
+"""Polling one feed: conditional GET, parsing with feedparser, and the feed's state.
 
 :func:`poll_feed` is the entry point. It never raises for a feed's own trouble (network,
 HTTP status, a body that is not a feed): that is a counted outcome, returned as a
@@ -7,35 +7,33 @@ attempt with exponential backoff. Failing feeds are never given up on; a revived
 recovers by itself on its next due poll.
 
 Bytes are fetched with newsflow's own :class:`~newsflow.fetch.Fetcher` (timeouts, size cap,
-SSRF guard, robots.txt); feedparser only parses.
+SSRF guard, robots.txt); feedparser only parses, and :mod:`._entries` maps what it parsed
+to entries.
 """
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import io
 import logging
 import random
-import re
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from typing import Any, Literal
-from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
 from newsflow.errors import FeedError, FetchError, NewsflowError, PermanentFetchError
+from newsflow.feeds._entries import clean_text, entries_of
 from newsflow.fetch import Fetcher, FetchResponse
 from newsflow.settings import FeedSettings
 from schemas import FeedConfig, FeedEntry, FeedState
 
 __all__ = ["FeedPoll", "FeedStatus", "is_due", "poll_feed"]
 
-log = logging.getLogger(__name__)
+# Log lines name the public package, not this private module (httpx logs as "httpx").
+log = logging.getLogger("newsflow.feeds")
 
 FeedStatus = Literal["ok", "bozo", "not_modified", "unchanged", "failed", "not_due", "disabled"]
 
@@ -106,10 +104,7 @@ def poll_feed(
         response = fetcher.get(
             url, headers=_conditional_headers(state), respect_robots=config.respect_robots
         )
-        if response.status == 304:
-            poll = _not_modified(config, state, response, settings, now)
-        else:
-            poll = _parsed(config, state, response, settings, now)
+        poll = _answered(config, state, response, settings, now)
     except (FetchError, FeedError) as error:
         poll = _failed(state, error, settings, now, rng or _random)
     log.debug(
@@ -175,31 +170,22 @@ def _validators(response: FetchResponse, state: FeedState, *, keep: bool) -> dic
     return {"etag": etag, "last_modified": last_modified}
 
 
-def _not_modified(
+def _answered(
     config: FeedConfig,
     state: FeedState,
     response: FetchResponse,
     settings: FeedSettings,
     now: datetime,
 ) -> FeedPoll:
-    update = _success_update(config, state, response, settings, now, state.ttl_seconds)
-    update.update(_validators(response, state, keep=True), last_status="not_modified")
-    return FeedPoll(state=state.model_copy(update=update), entries=[], status="not_modified")
-
-
-def _parsed(
-    config: FeedConfig,
-    state: FeedState,
-    response: FetchResponse,
-    settings: FeedSettings,
-    now: datetime,
-) -> FeedPoll:
+    """The outcome of a 2xx or 304 answer; a body that is not a feed raises FeedError."""
     body_hash = hashlib.sha256(response.body).hexdigest()
-    if body_hash == state.body_hash:
-        # The server ignored our conditional headers and sent the same bytes again.
+    if response.status == 304 or body_hash == state.body_hash:
+        # Nothing new: a 304, or the server ignored our conditional headers and sent the
+        # same bytes again.
+        same: FeedStatus = "not_modified" if response.status == 304 else "unchanged"
         update = _success_update(config, state, response, settings, now, state.ttl_seconds)
-        update.update(_validators(response, state, keep=True), last_status="unchanged")
-        return FeedPoll(state=state.model_copy(update=update), entries=[], status="unchanged")
+        update.update(_validators(response, state, keep=True), last_status=same)
+        return FeedPoll(state=state.model_copy(update=update), entries=[], status=same)
 
     parsed = _parse(response)
     feed: Mapping[str, Any] = parsed.get("feed") or {}
@@ -208,13 +194,13 @@ def _parsed(
     # A feed served as text/html or text/plain is the server's mistake, not the feed's:
     # when that is the only complaint, the body parsed as well-formed XML.
     bozo = bool(parsed.get("bozo")) and not isinstance(complaint, feedparser.NonXMLContentType)
-    title = _text(feed.get("title"))
+    title = clean_text(feed.get("title"))
     if not raw_entries and (not parsed.get("version") or (bozo and not title)):
         reason = complaint or "no feed elements found"
         raise FeedError(f"not a feed: {response.url}: {reason}")
 
-    language = _text(feed.get("language")) or config.language
-    entries = _entries(raw_entries, config, language, response.url, settings.max_entries)
+    language = clean_text(feed.get("language")) or config.language
+    entries = entries_of(raw_entries, config, language, response.url, settings.max_entries)
     status: FeedStatus = "bozo" if bozo else "ok"
     update = _success_update(config, state, response, settings, now, _ttl_seconds(feed))
     update.update(
@@ -316,217 +302,3 @@ def _ttl_seconds(feed: Mapping[str, Any]) -> float | None:
     if not minutes > 0:  # also rejects nan
         return None
     return min(minutes * 60.0, _MAX_TTL_SECONDS)
-
-
-def _entries(
-    raw_entries: Iterable[Any],
-    config: FeedConfig,
-    language: str | None,
-    base_url: str,
-    limit: int,
-) -> list[FeedEntry]:
-    entries: list[FeedEntry] = []
-    seen_links: set[str] = set()
-    dropped = 0
-    for raw in raw_entries:
-        entry = _entry(raw, config, language, base_url)
-        if entry is None:
-            dropped += 1
-        elif entry.link not in seen_links:
-            seen_links.add(entry.link)
-            entries.append(entry)
-    if dropped:
-        log.debug("feed=%s dropped=%d reason=no_http_link", config.url, dropped)
-    # Newest first; undated entries keep the feed's order after the dated ones.
-    entries.sort(key=_age_key)
-    return entries[:limit]
-
-
-def _age_key(entry: FeedEntry) -> tuple[bool, float]:
-    when = entry.updated_at or entry.published_at
-    return (when is None, -when.timestamp() if when else 0.0)
-
-
-def _entry(
-    raw: Mapping[str, Any], config: FeedConfig, language: str | None, base_url: str
-) -> FeedEntry | None:
-    base = _entry_base(raw) or base_url
-    guid = _text(raw.get("id"))
-    link = _http_url(raw.get("link"), base)
-    if link is None and raw.get("guidislink"):
-        link = _http_url(guid, base)
-    if link is None:
-        return None
-    return FeedEntry(
-        link=link,
-        guid=guid,
-        title=_detail_text(raw, "title"),
-        summary=_detail_text(raw, "summary"),
-        authors=_authors(raw),
-        published_at=_utc(raw.get("published_parsed")),
-        updated_at=_utc(_updated_parsed(raw)),
-        tags=_dedupe([*_entry_tags(raw), *config.tags]),
-        language=language,
-        image_url=_image(raw, base),
-    )
-
-
-def _entry_base(raw: Mapping[str, Any]) -> str | None:
-    # feedparser records the xml:base in effect for each element in its *_detail.
-    for key in ("title_detail", "summary_detail"):
-        detail = raw.get(key)
-        if isinstance(detail, Mapping) and _http_url(detail.get("base"), ""):
-            return str(detail["base"])
-    return None
-
-
-def _text(value: object) -> str | None:
-    if not isinstance(value, str):
-        return None
-    return value.strip() or None
-
-
-def _http_url(value: object, base: str) -> str | None:
-    text = _text(value)
-    if text is None:
-        return None
-    url = urljoin(base, text) if base else text
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return None
-    return url
-
-
-def _detail_text(raw: Mapping[str, Any], key: str) -> str | None:
-    value = _text(raw.get(key))
-    if value is None:
-        return None
-    detail = raw.get(f"{key}_detail")
-    kind = detail.get("type") if isinstance(detail, Mapping) else None
-    if kind in ("text/html", "application/xhtml+xml"):
-        return _plain_text(value)
-    return _WHITESPACE.sub(" ", value).strip() or None
-
-
-def _authors(raw: Mapping[str, Any]) -> list[str]:
-    # feedparser gathers <author>, dc:creator and atom:author names here.
-    names = []
-    for author in raw.get("authors") or []:
-        if isinstance(author, Mapping):
-            name = _text(author.get("name"))
-            if name and name.count("(") != name.count(")"):
-                # feedparser's e-mail pattern stops at a 4-letter TLD and splits
-                # "joe@news.example (Joe)" in the wrong place; read the raw value instead.
-                match = _EMAIL_AND_NAME.fullmatch(str(raw.get("author") or ""))
-                name = _text(match["name"]) if match else None
-            if name:
-                names.append(name)
-    if not names:
-        name = _text(raw.get("author"))
-        if name:
-            names.append(name)
-    return _dedupe(names)
-
-
-def _entry_tags(raw: Mapping[str, Any]) -> list[str]:
-    tags = []
-    for tag in raw.get("tags") or []:
-        if isinstance(tag, Mapping):
-            term = _text(tag.get("term")) or _text(tag.get("label"))
-            if term:
-                tags.append(term)
-    return tags
-
-
-def _dedupe(values: Iterable[str]) -> list[str]:
-    seen: set[str] = set()
-    kept = []
-    for value in values:
-        if value.casefold() not in seen:
-            seen.add(value.casefold())
-            kept.append(value)
-    return kept
-
-
-def _updated_parsed(raw: Mapping[str, Any]) -> object:
-    # FeedParserDict answers a missing updated_parsed with published_parsed (and a
-    # DeprecationWarning); a plain dict lookup sees only what the entry really has.
-    return dict.get(raw, "updated_parsed") if isinstance(raw, dict) else raw.get("updated_parsed")
-
-
-def _utc(value: object) -> datetime | None:
-    # feedparser normalises every date it understands to a UTC struct_time.
-    if not isinstance(value, time.struct_time):
-        return None
-    try:
-        return datetime.fromtimestamp(calendar.timegm(value), UTC)
-    except (OverflowError, ValueError, OSError):
-        return None
-
-
-def _image(raw: Mapping[str, Any], base: str) -> str | None:
-    for media in raw.get("media_content") or []:
-        if isinstance(media, Mapping) and (
-            media.get("medium") == "image" or str(media.get("type", "")).startswith("image/")
-        ):
-            url = _http_url(media.get("url"), base)
-            if url:
-                return url
-    for thumbnail in raw.get("media_thumbnail") or []:
-        if isinstance(thumbnail, Mapping):
-            url = _http_url(thumbnail.get("url"), base)
-            if url:
-                return url
-    for enclosure in raw.get("enclosures") or []:
-        if isinstance(enclosure, Mapping) and str(enclosure.get("type", "")).startswith("image/"):
-            url = _http_url(enclosure.get("href"), base)
-            if url:
-                return url
-    return None
-
-
-# --- HTML to plain text ----------------------------------------------------------------
-
-_WHITESPACE = re.compile(r"\s+")
-_EMAIL_AND_NAME = re.compile(r"\s*[^\s()]+@[^\s()]+\s*\((?P<name>[^()]+)\)\s*")
-_BLOCK_TAGS = frozenset(
-    "address article aside blockquote br dd div dl dt figcaption figure footer h1 h2 h3 h4 "
-    "h5 h6 header hr li main nav ol p pre section table td th tr ul".split()
-)
-_SKIPPED_TAGS = frozenset({"script", "style", "template"})
-
-
-class _TextCollector(HTMLParser):
-    """Text of an HTML fragment, with block elements separated by spaces."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIPPED_TAGS:
-            self._skipping += 1
-        elif tag in _BLOCK_TAGS:
-            self.parts.append(" ")
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _BLOCK_TAGS:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIPPED_TAGS:
-            self._skipping = max(0, self._skipping - 1)
-        elif tag in _BLOCK_TAGS:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self.parts.append(data)
-
-
-def _plain_text(html: str) -> str | None:
-    collector = _TextCollector()
-    collector.feed(html)
-    collector.close()
-    return _WHITESPACE.sub(" ", "".join(collector.parts)).strip() or None
