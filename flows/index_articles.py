@@ -7,7 +7,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import summary_artifact, transient_only
 from newsflow import pipeline
-from newsflow.settings import Settings
+from newsflow.settings import Settings, load_settings
 from newsflow.summary import IndexSummary
 
 __all__ = ["index_articles"]
@@ -30,7 +30,7 @@ def index_articles(settings: Settings | None = None) -> dict[str, object]:
 
     ``settings`` default to the ``NEWSFLOW_*`` environment of the worker.
     """
-    summary = drain(settings if settings is not None else Settings())
+    summary = drain(settings if settings is not None else load_settings())
     get_run_logger().info("index_articles summary %s", summary.line())
     summary_artifact("index_articles", summary.as_dict(), key="index-articles-summary")
     return summary.as_dict()

@@ -20,7 +20,7 @@ from prefect.exceptions import ObjectNotFound
 from flows import summary_artifact, transient_only
 from newsflow.feedlist import load_feeds
 from newsflow.pipeline import FetchSlot, PollRun, select_feeds
-from newsflow.settings import Settings
+from newsflow.settings import Settings, load_settings
 from newsflow.summary import PollSummary
 from schemas import FeedConfig, FeedState
 
@@ -91,7 +91,7 @@ def poll_feeds(
     while its pages are fetched; a limit that does not exist caps nothing. ``settings``
     default to the ``NEWSFLOW_*`` environment of the worker (a deployment's run).
     """
-    settings = settings if settings is not None else Settings()
+    settings = settings if settings is not None else load_settings()
     feeds = select_feeds(load_feeds(Path(feeds_path)), tags)
     summary = PollSummary()
     with PollRun(settings) as run:

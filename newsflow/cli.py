@@ -11,7 +11,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -30,7 +30,7 @@ from newsflow import __version__, logs, progress
 from newsflow.errors import ConfigError, NewsflowError, TransientError
 from newsflow.hits import print_hits
 from newsflow.orchestrator import prefect_defaults
-from newsflow.settings import Settings
+from newsflow.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from connectors.buffer import Consumer
@@ -122,7 +122,9 @@ def _use_prefect(requested: bool | None) -> bool:
 
 
 def _settings() -> Settings:
-    return Settings()
+    """The settings from the environment; a bad value is one error line and exit code 2."""
+    with _clear_errors():
+        return load_settings()
 
 
 def _report(title: str, values: Mapping[str, object]) -> None:
@@ -141,17 +143,22 @@ def _report(title: str, values: Mapping[str, object]) -> None:
 
 @contextmanager
 def _clear_errors() -> Iterator[None]:
+    """newsflow's own errors as one line on stderr and an exit code (2, 3 or 1)."""
     try:
         yield
     except ConfigError as exc:
-        _err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        _fail("error", exc, 2)
     except TransientError as exc:
-        _err.print(f"[red]unavailable:[/red] {exc}")
-        raise typer.Exit(3) from None
+        _fail("unavailable", exc, 3)
     except NewsflowError as exc:
-        _err.print(f"[red]failed:[/red] {exc}")
-        raise typer.Exit(1) from None
+        _fail("failed", exc, 1)
+
+
+def _fail(label: str, exc: BaseException, code: int) -> NoReturn:
+    line = Text(f"{label}:", style="red")
+    line.append(f" {' '.join(str(exc).split())}")  # one line, whatever the message holds
+    _err.print(line, soft_wrap=True)
+    raise typer.Exit(code) from None
 
 
 @app.command()
@@ -362,7 +369,7 @@ def search(
     """Search the indexed articles."""
     from connectors import SearchQuery, open_store
 
-    settings = Settings()
+    settings = _settings()
     with _clear_errors():
         store = open_store(settings)
         try:
@@ -425,14 +432,14 @@ def kibana_import(
         str | None, typer.Option(help="Kibana URL (default NEWSFLOW_KIBANA_URL).")
     ] = None,
     file: Annotated[
-        Path | None, typer.Option(help="Saved objects (default deploy/kibana/newsflow.ndjson).")
+        Path | None, typer.Option(help="Saved objects (default: the ones newsflow ships).")
     ] = None,
     space: Annotated[str | None, typer.Option(help="Kibana space.")] = None,
 ) -> None:
     """Load the data views, saved search and dashboard into Kibana."""
     from newsflow.kibana import SAVED_OBJECTS_FILE, import_saved_objects
 
-    settings = Settings().kibana
+    settings = _settings().kibana
     target = url or settings.url
     if not target:
         _err.print("[red]error:[/red] pass --url or set NEWSFLOW_KIBANA_URL")
@@ -487,7 +494,7 @@ _FeedsFile = Annotated[
 
 
 def _feeds_file(path: Path | None) -> Path:
-    return path if path is not None else Settings().feeds_file
+    return path if path is not None else _settings().feeds_file
 
 
 @feeds_app.command("list")
@@ -585,7 +592,7 @@ def feeds_status(feeds: _FeedsFile = None) -> None:
     from newsflow.feedadmin import feed_health, health_rows, read_feeds
 
     path = _feeds_file(feeds)
-    settings = Settings()
+    settings = _settings()
     now = datetime.now(UTC)
     with _clear_errors():
         listed = read_feeds(path)
@@ -610,7 +617,7 @@ def doctor(
     from newsflow.doctor import run_checks
 
     checks = run_checks(
-        Settings(), prefect_api_url=os.environ.get("PREFECT_API_URL") or None, timeout=timeout
+        _settings(), prefect_api_url=os.environ.get("PREFECT_API_URL") or None, timeout=timeout
     )
     styles = {"ok": "green", "FAIL": "bold red", "skip": "dim"}
     width = max(len(check.name) for check in checks)

@@ -42,9 +42,9 @@ from prefect.exceptions import ObjectNotFound
 
 from connectors import open_store
 from flows.poll_feeds import FETCH_LIMIT
-from newsflow.pipeline import select_feeds
 from newsflow.feedlist import load_feeds
 from newsflow.identity import canonical_url, doc_id
+from newsflow.pipeline import select_feeds
 from newsflow.settings import Settings
 from tests.support.site import FIXTURE_SITE, Site
 

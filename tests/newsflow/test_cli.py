@@ -259,3 +259,23 @@ def test_run_index_status_doctor_end_to_end(
     stdout, _ = _invoke("doctor")
     assert "ok   embedded lag newsflow-indexer" in stdout
     assert "total=0" in stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("NEWSFLOW_FETCH_DEADLINE", "abc"), ("NEWSFLOW_INDEXER_BATCH_SIZE", "-5")],
+)
+@pytest.mark.parametrize("command", [["run", "--once", "--feeds", "feeds.toml"], ["index"]])
+def test_an_invalid_setting_is_one_line_naming_the_variable(
+    embedded_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    command: list[str],
+) -> None:
+    (embedded_env / "feeds.toml").write_text('[[feeds]]\nurl = "http://127.0.0.1:9/x"\n')
+    monkeypatch.setenv(variable, value)
+    _, stderr = _invoke(*command, code=2)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error:") and variable in lines[0]

@@ -55,7 +55,8 @@ def test_too_little_text_is_a_counted_skip() -> None:
 
 
 def test_pool_keeps_order_and_survives_a_page_over_its_time_limit() -> None:
-    slow = Page(url=f"{BASE}/slow", html=_filler(60_000))  # well over a second of extraction, however fast the machine
+    # Well over a second of extraction, however fast the machine.
+    slow = Page(url=f"{BASE}/slow", html=_filler(60_000))
     fine = _page(SITE / "politics" / "reference-article.html")
     with Extractor(ExtractSettings(workers=2, page_timeout=1.0)) as extractor:
         results = extractor.extract_many([fine, slow, fine])
