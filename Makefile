@@ -41,7 +41,7 @@ fmt: install  ## fix what ruff can (ruff check --fix), then ruff format
 	$(VENV)/bin/ruff check --no-cache --fix .
 	$(VENV)/bin/ruff format .
 
-types: install  ## mypy (strict on package code)
+types: install  ## mypy (strict; tests, bench and examples too)
 	$(VENV)/bin/mypy
 
 unit: install  ## tests that need no Kafka or Elasticsearch

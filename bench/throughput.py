@@ -67,7 +67,11 @@ def generate_site(root: Path, pages: int, seed: int = 7) -> list[str]:
         paragraphs = _PARAGRAPH.findall(html)
         html = _shuffle_paragraphs(html, paragraphs, rng)
         title = f"Story {number}: " + rng.choice(["Council", "Markets", "Harbour", "Senate"])
-        html = _H1.sub(lambda m, t=title: f"{m.group(1)}{t}{m.group(3)}", html, count=1)
+
+        def heading(m: re.Match[str], title: str = title) -> str:
+            return f"{m.group(1)}{title}{m.group(3)}"
+
+        html = _H1.sub(heading, html, count=1)
         html = html.replace("<title>", f"<title>{title} | ", 1)
         unique = f"<p>Reference code {uuid.UUID(int=rng.getrandbits(128))} for story {number}.</p>"
         html = html.replace(paragraphs[0], paragraphs[0] + unique, 1) if paragraphs else html

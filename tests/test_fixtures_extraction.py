@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import feedparser
 import pytest
 import trafilatura
+from trafilatura.settings import Document
 
 SITE = Path(__file__).parent / "fixtures" / "site"
 BASE_PLACEHOLDER = "{{BASE}}"
@@ -197,6 +198,7 @@ def test_extracted_full_timestamp(page: dict[str, Any]) -> None:
             "outputformat": "%Y-%m-%dT%H:%M:%S%z",
         },
     )
+    assert isinstance(doc, Document) and isinstance(doc.date, str)
     assert datetime.fromisoformat(doc.date) == datetime.fromisoformat(page["published"])
 
 

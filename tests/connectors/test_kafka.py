@@ -77,7 +77,7 @@ class _Assigned:
 
 def test_lag_translates_kafka_errors() -> None:
     consumer = object.__new__(KafkaGroupConsumer)
-    consumer._consumer = _Assigned()  # type: ignore[assignment]
+    consumer._consumer = _Assigned()
     with pytest.raises(BackendUnavailable, match="Kafka lag failed"):
         consumer.lag()
 

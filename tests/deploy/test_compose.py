@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 from typing import Any
 
-import elasticsearch
 import pytest
 import yaml
 from pydantic_settings import BaseSettings
@@ -35,7 +35,7 @@ def _image_version(service: str) -> tuple[int, ...]:
 
 
 def test_elasticsearch_and_kibana_match_the_client_major_version() -> None:
-    client_major = elasticsearch.__versionstr__.split(".")[0]
+    client_major = importlib.metadata.version("elasticsearch").split(".")[0]
     assert str(_image_version("elasticsearch")[0]) == client_major
     assert _image_version("kibana") == _image_version("elasticsearch")
 

@@ -30,7 +30,7 @@ import copy
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pytest
 from pydantic import Field
@@ -202,7 +202,7 @@ def _changed(**edits: Any) -> Schema:
             del node[leaf]
         else:
             node[leaf] = value
-    return schema
+    return cast(dict[str, Any], schema)
 
 
 @pytest.mark.parametrize(
@@ -266,7 +266,7 @@ def test_the_checker_resolves_refs_into_defs() -> None:
 class _NextMinor(Article):
     """What a compatible 1.1 would look like: one more optional field."""
 
-    schema_version: Literal["1.1"] = Field(default="1.1")
+    schema_version: Literal["1.1"] = Field(default="1.1")  # type: ignore[assignment]
     section: str | None = Field(default=None, description="Section of the site.")
     paywalled: bool = Field(default=False, description="Behind a paywall.")
     sections: list[str] = Field(default_factory=list, description="Breadcrumbs.")
