@@ -19,7 +19,6 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
-from types import TracebackType
 
 from connectors import Buffer, Store, open_buffer, open_store
 from connectors.buffer import Consumer
@@ -98,12 +97,7 @@ class PollRun:
         self._parts = (buffer, store, fetcher, extractor)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._parts = None
         self._stack.close()
 
