@@ -118,6 +118,21 @@ def es_ready(url):
         return False
 
 
+# --------------------------------------------------------------------------- prefect
+
+
+def prefect_ready(api_url, timeout=2.0):
+    """The Prefect server behind ``api_url`` (``http://host:port/api``) answers its health."""
+    if not api_url.startswith(("http://", "https://")):
+        return False
+    try:
+        url = api_url.rstrip("/") + "/health"
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - scheme checked
+            return resp.status == 200
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
+
+
 # --------------------------------------------------------------------------- processes
 
 
@@ -169,7 +184,12 @@ def cmd_wait(args):
     deadline = start + args.timeout
     khost, kport = args.kafka.rsplit(":", 1)
     pending = {"kafka", "elasticsearch"}
+    if args.prefect:
+        pending.add("prefect")
     while pending:
+        if "prefect" in pending and prefect_ready(args.prefect):
+            pending.discard("prefect")
+            print(f"  prefect ready ({time.monotonic() - start:.0f} s)", file=sys.stderr)
         if "kafka" in pending and kafka_ready(khost, kport):
             pending.discard("kafka")
             print(f"  kafka ready ({time.monotonic() - start:.0f} s)", file=sys.stderr)
@@ -181,6 +201,10 @@ def cmd_wait(args):
         if "kafka" in pending and not pid_alive(args.kafka_pid):
             print("FAILED: the kafka process exited", file=sys.stderr)
             print("failed:kafka")
+            return 1
+        if "prefect" in pending and not pid_alive(args.prefect_pid):
+            print("FAILED: the prefect server exited", file=sys.stderr)
+            print("failed:prefect")
             return 1
         if "elasticsearch" in pending:
             server = read_pid(args.es_pidfile)
@@ -238,6 +262,10 @@ def main(argv):
     p.add_argument("--es", required=True, help="http url")
     p.add_argument("--es-pidfile", required=True)
     p.add_argument("--es-launcher-pid", type=int, required=True)
+    p.add_argument("--prefect", help="Prefect API url (http://host:port/api)")
+    p.add_argument("--prefect-pid", type=int, default=0)
+    p = sub.add_parser("prefect-probe")
+    p.add_argument("url")
     p = sub.add_parser("port-free")
     p.add_argument("host")
     p.add_argument("port")
@@ -257,6 +285,8 @@ def main(argv):
         return 0 if kafka_ready(args.host, args.port) else 1
     if args.cmd == "es-probe":
         return 0 if es_ready(args.url) else 1
+    if args.cmd == "prefect-probe":
+        return 0 if prefect_ready(args.url) else 1
     if args.cmd == "wait":
         return cmd_wait(args)
     if args.cmd == "port-free":

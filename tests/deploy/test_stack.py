@@ -27,6 +27,7 @@ STACK = REPO / "deploy" / "local" / "stack"
 
 KAFKA_PORT = 19092
 ES_PORT = 19200
+PREFECT_PORT = 14200
 
 
 def _default_cache() -> str:
@@ -58,7 +59,8 @@ def _cmdline(pid: int) -> list[str]:
     return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 
 
-def _java_procs_mentioning(text: str) -> list[int]:
+def _stack_procs_mentioning(text: str) -> list[int]:
+    """JVMs and Pythons (the Prefect server) whose arguments mention ``text``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -66,7 +68,7 @@ def _java_procs_mentioning(text: str) -> list[int]:
         args = _cmdline(int(entry.name))
         if (
             args
-            and Path(args[0]).name == "java"
+            and Path(args[0]).name.startswith(("java", "python"))
             and any(text in a for a in args)
             and _alive(int(entry.name))
         ):
@@ -124,6 +126,7 @@ def test_stack_up_status_down(tmp_path: Path) -> None:
         NEWSFLOW_STACK_KAFKA_CONTROLLER_PORT=str(KAFKA_PORT + 1),
         NEWSFLOW_STACK_ES_PORT=str(ES_PORT),
         NEWSFLOW_STACK_ES_TRANSPORT_PORT=str(ES_PORT + 100),
+        NEWSFLOW_STACK_PREFECT_PORT=str(PREFECT_PORT),
         NEWSFLOW_STACK_TIMEOUT="180",
     )
     seen_pids: dict[str, int] = {}
@@ -131,18 +134,21 @@ def test_stack_up_status_down(tmp_path: Path) -> None:
         first = _run(env, "up")
         assert first.returncode == 0, f"stack up failed:\n{first.stderr}"
         seen_pids.update(_pids(home / "run"))
-        assert {"kafka", "es"} <= set(seen_pids), seen_pids
+        assert {"kafka", "es", "prefect"} <= set(seen_pids), seen_pids
         for name in ("kafka", "es"):
             args = _cmdline(seen_pids[name])
             assert args and Path(args[0]).name == "java", (
                 f"{name} pid file does not name a java process: {args}"
             )
+        prefect_args = _cmdline(seen_pids["prefect"])
+        assert "server" in prefect_args and f"-Dnewsflow.stack.home={home}" in prefect_args
 
         second = _run(env, "up", timeout=60)
         assert second.returncode == 0, f"second stack up failed:\n{second.stderr}"
         assert "already running" in second.stderr
         assert _pids(home / "run")["kafka"] == seen_pids["kafka"]
         assert _pids(home / "run")["es"] == seen_pids["es"]
+        assert _pids(home / "run")["prefect"] == seen_pids["prefect"]
 
         status = _run(env, "status", timeout=60)
         assert status.returncode == 0, f"stack status failed:\n{status.stderr}"
@@ -150,7 +156,12 @@ def test_stack_up_status_down(tmp_path: Path) -> None:
         assert values == {
             "NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{KAFKA_PORT}",
             "NEWSFLOW_ELASTICSEARCH_URL": f"http://127.0.0.1:{ES_PORT}",
+            "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
         }
+        with urllib.request.urlopen(f"{values['PREFECT_API_URL']}/health", timeout=10) as resp:
+            assert resp.status == 200
+        # The server keeps its database under the stack home, not in the user's Prefect home.
+        assert list((home / "data" / "prefect").glob("*.db")), "no Prefect database in the home"
 
         host, port = values["NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS"].rsplit(":", 1)
         assert _kafka_api_versions(host, int(port)) > 10
@@ -167,7 +178,7 @@ def test_stack_up_status_down(tmp_path: Path) -> None:
             for pid in set(seen_pids.values()) | set(_pids(home / "run").values())
             if _alive(pid)
         ]
-        leftovers += _java_procs_mentioning(str(home))
+        leftovers += _stack_procs_mentioning(str(home))
         for pid in set(leftovers):  # never leave JVMs behind, even when failing
             try:
                 os.kill(pid, 9)
@@ -179,15 +190,16 @@ def test_stack_up_status_down(tmp_path: Path) -> None:
     assert not any(_alive(pid) for pid in seen_pids.values())
     assert not list((home / "run").glob("*.pid"))
     # ports are released
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", ES_PORT), timeout=1).close()
-        except OSError:
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail(f"port {ES_PORT} still accepts connections after down")
+    for port in (ES_PORT, PREFECT_PORT):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"port {port} still accepts connections after down")
 
     after = _run(env, "status", timeout=60)
     assert after.returncode != 0
