@@ -190,16 +190,16 @@ def test_stack_up_status_down(tmp_path: Path) -> None:
     assert not any(_alive(pid) for pid in seen_pids.values())
     assert not list((home / "run").glob("*.pid"))
     # ports are released
-    for port in (ES_PORT, PREFECT_PORT):
+    for released in (ES_PORT, PREFECT_PORT):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                socket.create_connection(("127.0.0.1", released), timeout=1).close()
             except OSError:
                 break
             time.sleep(0.5)
         else:
-            pytest.fail(f"port {port} still accepts connections after down")
+            pytest.fail(f"port {released} still accepts connections after down")
 
     after = _run(env, "status", timeout=60)
     assert after.returncode != 0
