@@ -166,12 +166,12 @@ class PollRun:
         return counts
 
     def poll(self, feeds: Sequence[FeedConfig], *, force: bool = False) -> PollSummary:
-        """Poll ``feeds`` concurrently (one thread per feed, up to the fetch limit)."""
+        """Poll ``feeds`` concurrently (one thread per feed, up to the feed concurrency)."""
         summary = PollSummary()
         if not feeds:
             return summary
         states = self.feed_states(feeds)
-        workers = max(1, min(len(feeds), self.settings.fetch.concurrency))
+        workers = max(1, min(len(feeds), self.settings.feed.concurrency))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
             futures = [
                 pool.submit(self.poll_feed, feed, states.get(feed.url), force=force)

@@ -166,6 +166,12 @@ class FeedSettings(BaseSettings):
     """Longest wait after failures; a failing feed is retried at least this often."""
     max_entries: int = Field(default=200, ge=1)
     """Entries considered per feed and poll (newest first)."""
+    concurrency: int = Field(default=32, ge=1)
+    """Feeds polled at the same time by one run; their requests share the fetch limits.
+
+    Waiting out one site's politeness delay costs a thread, not a core: enough feeds in
+    flight keep the extraction pool busy while each site is fetched slowly.
+    """
 
 
 class IndexerSettings(BaseSettings):
