@@ -178,40 +178,67 @@ def read_pid(path):
 # --------------------------------------------------------------------------- wait
 
 
+def es_node_count(url, timeout=2.0):
+    """Nodes in the cluster of the node at ``url`` (0 when it does not answer)."""
+    if not url.startswith(("http://", "https://")):
+        return 0
+    try:
+        req = urllib.request.Request(  # noqa: S310 - scheme checked above
+            url.rstrip("/") + "/_cluster/health", headers={"Accept": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - as above
+            health = json.load(resp)
+    except (OSError, ValueError, urllib.error.URLError):
+        return 0
+    if health.get("status") not in ("green", "yellow"):
+        return 0
+    return int(health.get("number_of_nodes", 0))
+
+
 def cmd_wait(args):
-    """Poll both services until ready; fail fast if their processes die."""
+    """Poll every service until ready; fail fast if one's processes die.
+
+    With several brokers or nodes, Kafka is ready once every broker answers and the
+    first lists them all, Elasticsearch once every node answers in one cluster.
+    """
     start = time.monotonic()
     deadline = start + args.timeout
-    khost, kport = args.kafka.rsplit(":", 1)
-    pending = {"kafka", "elasticsearch"}
+    brokers = [address.rsplit(":", 1) for address in args.kafka]
+    checks = {
+        "kafka": (
+            lambda: (
+                all(kafka_ready(h, p) for h, p in brokers)
+                and _broker_count(*brokers[0]) >= len(brokers)
+            ),
+            lambda: all(pid_alive(pid) for pid in args.kafka_pid),
+        ),
+        "elasticsearch": (
+            lambda: all(es_node_count(url) >= len(args.es) for url in args.es),
+            lambda: all(
+                pid_alive(launcher) or pid_alive(read_pid(pidfile) or 0)
+                for pidfile, launcher in zip(args.es_pidfile, args.es_launcher_pid, strict=True)
+            ),
+        ),
+    }
     if args.prefect:
-        pending.add("prefect")
+        checks["prefect"] = (
+            lambda: prefect_ready(args.prefect),
+            lambda: pid_alive(args.prefect_pid),
+        )
+    pending = set(checks)
     while pending:
-        if "prefect" in pending and prefect_ready(args.prefect):
-            pending.discard("prefect")
-            print(f"  prefect ready ({time.monotonic() - start:.0f} s)", file=sys.stderr)
-        if "kafka" in pending and kafka_ready(khost, kport):
-            pending.discard("kafka")
-            print(f"  kafka ready ({time.monotonic() - start:.0f} s)", file=sys.stderr)
-        if "elasticsearch" in pending and es_ready(args.es):
-            pending.discard("elasticsearch")
-            print(f"  elasticsearch ready ({time.monotonic() - start:.0f} s)", file=sys.stderr)
+        for name in sorted(pending):
+            ready, _alive = checks[name]
+            if ready():
+                pending.discard(name)
+                print(f"  {name} ready ({time.monotonic() - start:.0f} s)", file=sys.stderr)
         if not pending:
             return 0
-        if "kafka" in pending and not pid_alive(args.kafka_pid):
-            print("FAILED: the kafka process exited", file=sys.stderr)
-            print("failed:kafka")
-            return 1
-        if "prefect" in pending and not pid_alive(args.prefect_pid):
-            print("FAILED: the prefect server exited", file=sys.stderr)
-            print("failed:prefect")
-            return 1
-        if "elasticsearch" in pending:
-            server = read_pid(args.es_pidfile)
-            launcher_alive = pid_alive(args.es_launcher_pid)
-            if not launcher_alive and not (server and pid_alive(server)):
-                print("FAILED: the elasticsearch process exited", file=sys.stderr)
-                print("failed:elasticsearch")
+        for name in sorted(pending):
+            _ready, alive = checks[name]
+            if not alive():
+                print(f"FAILED: a {name} process exited", file=sys.stderr)
+                print(f"failed:{name}")
                 return 1
         if time.monotonic() > deadline:
             names = " and ".join(sorted(pending))
@@ -223,6 +250,13 @@ def cmd_wait(args):
             return 1
         time.sleep(0.5)
     return 0
+
+
+def _broker_count(host, port):
+    try:
+        return kafka_broker_count(host, int(port))
+    except (OSError, RuntimeError, struct.error):
+        return 0
 
 
 # --------------------------------------------------------------------------- misc
@@ -255,13 +289,15 @@ def main(argv):
     p.add_argument("port")
     p = sub.add_parser("es-probe")
     p.add_argument("url")
+    p.add_argument("--nodes", type=int, default=1, help="nodes the cluster must have")
     p = sub.add_parser("wait")
     p.add_argument("--timeout", type=float, required=True)
-    p.add_argument("--kafka", required=True, help="host:port")
-    p.add_argument("--kafka-pid", type=int, required=True)
-    p.add_argument("--es", required=True, help="http url")
-    p.add_argument("--es-pidfile", required=True)
-    p.add_argument("--es-launcher-pid", type=int, required=True)
+    # Repeated once per broker / node, in the same order for the pids.
+    p.add_argument("--kafka", action="append", required=True, help="host:port")
+    p.add_argument("--kafka-pid", action="append", type=int, required=True)
+    p.add_argument("--es", action="append", required=True, help="http url")
+    p.add_argument("--es-pidfile", action="append", required=True)
+    p.add_argument("--es-launcher-pid", action="append", type=int, required=True)
     p.add_argument("--prefect", help="Prefect API url (http://host:port/api)")
     p.add_argument("--prefect-pid", type=int, default=0)
     p = sub.add_parser("prefect-probe")
@@ -284,6 +320,8 @@ def main(argv):
     if args.cmd == "kafka-probe":
         return 0 if kafka_ready(args.host, args.port) else 1
     if args.cmd == "es-probe":
+        if args.nodes > 1:
+            return 0 if es_node_count(args.url) >= args.nodes else 1
         return 0 if es_ready(args.url) else 1
     if args.cmd == "prefect-probe":
         return 0 if prefect_ready(args.url) else 1
