@@ -131,7 +131,7 @@ class PollRun:
         """
         buffer, store, fetcher, extractor = self._open()
         counts = PollSummary()
-        polled = poll_feed(feed, state, fetcher, self.settings.feed, force=force)
+        polled = poll_feed(feed, state, fetcher, self.settings.feed, force=force, runner=extractor)
         if polled.status in ("not_due", "disabled"):
             counts.feeds_not_due += 1
             return counts

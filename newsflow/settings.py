@@ -166,6 +166,9 @@ class FeedSettings(BaseSettings):
     """Longest wait after failures; a failing feed is retried at least this often."""
     max_entries: int = Field(default=200, ge=1)
     """Entries considered per feed and poll (newest first)."""
+    parse_timeout: float = Field(default=30.0, gt=0)
+    """Seconds the feed parser may spend on one feed body (in a worker of the extraction
+    pool, under its memory limit); past it the poll fails and the feed backs off."""
 
 
 class IndexerSettings(BaseSettings):
