@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from connectors import open_store
+from connectors.sqlite_buffer import SqliteBuffer
+from newsflow.errors import BackendUnavailable
 from newsflow.feedlist import load_feeds
 from newsflow.fetch import FetchResponse
 from newsflow.identity import canonical_url, doc_id
@@ -158,3 +160,34 @@ def test_a_feed_that_parses_too_slowly_fails_alone(
     assert state.last_status == "failed" and state.consecutive_failures == 1
     assert state.last_error_class == "FeedParseTimeout"
     assert "1 s" in (state.last_error_message or "")
+
+
+def test_a_full_disk_fails_the_run_once_and_a_rerun_loses_nothing(
+    site: Site, settings: Settings, feeds: list[FeedConfig]
+) -> None:
+    with PollRun(settings) as run:
+        buffer = run._open()[0]
+        assert isinstance(buffer, SqliteBuffer)
+        with buffer._db.lock:
+            db = buffer._db.connection()
+            pages = int(db.execute("PRAGMA page_count").fetchone()[0])
+            # SQLite's own "database or disk is full" once the file grows by a few pages.
+            db.execute(f"PRAGMA max_page_count = {pages + 6}")
+        with pytest.raises(BackendUnavailable, match=r"buffer\.sqlite3 is full"):
+            run.poll(feeds, force=True)
+    store = open_store(settings)
+    try:
+        moved = {s.feed_url for s in store.all_feed_states() if s.body_hash}
+    finally:
+        store.close()
+    assert moved != {f.url for f in feeds if f.url != site.url("feeds/garbage.xml")}
+    # Space is back (a new connection has no page limit): nothing was lost.
+    poll_once(settings, feeds, force=True)
+    drain(settings)
+    store = open_store(settings)
+    try:
+        assert store.count() == len(INGESTED)
+        for page in INGESTED:
+            assert store.get(doc_id(canonical_url(site.url(page["path"])))) is not None
+    finally:
+        store.close()
