@@ -14,11 +14,12 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from connectors.health import SETUP_HINT, Check
-from newsflow.errors import BackendUnavailable, PermanentError
+from newsflow.errors import BackendUnavailable, ConfigError, NewsflowError, PermanentError
 
 __all__ = [
     "Database",
     "connect",
+    "file_error",
     "inspect_file",
     "read_only",
     "statements",
@@ -29,6 +30,32 @@ __all__ = [
 _BUSY_TIMEOUT_MS = 30_000
 _WAL_LIMIT_BYTES = 64 * 1024 * 1024  # the WAL is truncated back to this after checkpoints
 _READ_ONLY_TIMEOUT = 5.0
+
+
+# Primary result codes (the low byte of sqlite3.Error.sqlite_errorcode).
+_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 3, 8, 13, 14, 26
+_BROKEN_PATH = {_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN, _SQLITE_NOTADB}
+
+
+def file_error(what: str, path: Path, action: str, exc: sqlite3.Error) -> NewsflowError | None:
+    """The error for a file that cannot be used, if that is what ``exc`` says.
+
+    A full disk is transient (space can be freed, and the failed transaction left
+    nothing behind); a path that cannot be opened or written, or is no database, is
+    permanent until the set-up is fixed. ``None`` for every other SQLite error.
+    """
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    if code == _SQLITE_FULL:
+        return BackendUnavailable(
+            f"{what} {action} failed: the disk holding {path} is full; free space and run "
+            "again (nothing of the failed write was kept)"
+        )
+    if code in _BROKEN_PATH:
+        return ConfigError(
+            f"{what} {action} failed: {path} cannot be opened for writing ({exc}); "
+            "check NEWSFLOW_DATA_DIR"
+        )
+    return None
 
 
 def connect(path: Path, what: str) -> sqlite3.Connection:
@@ -47,7 +74,8 @@ def connect(path: Path, what: str) -> sqlite3.Connection:
         connection.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
         connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     except sqlite3.Error as exc:
-        raise BackendUnavailable(f"{what} at {path} cannot be opened: {exc}") from exc
+        error = file_error(what, path, "opening", exc)
+        raise error or BackendUnavailable(f"{what} at {path} cannot be opened: {exc}") from exc
     return connection
 
 
@@ -76,14 +104,21 @@ def translated(
     """
     try:
         yield
-    except sqlite3.OperationalError as exc:
-        if setup_hint is not None and "no such table" in str(exc):
-            raise PermanentError(
-                f"{what} {action} failed: {path} is not set up ({setup_hint})"
-            ) from exc
-        raise BackendUnavailable(f"{what} {action} failed ({path}): {exc}") from exc
     except sqlite3.Error as exc:
-        raise PermanentError(f"{what} {action} failed ({path}): {exc}") from exc
+        raise _error(what, path, action, exc, setup_hint) from exc
+
+
+def _error(
+    what: str, path: Path, action: str, exc: sqlite3.Error, setup_hint: str | None
+) -> NewsflowError:
+    error = file_error(what, path, action, exc)
+    if error is not None:
+        return error
+    if isinstance(exc, sqlite3.OperationalError):
+        if setup_hint is not None and "no such table" in str(exc):
+            return PermanentError(f"{what} {action} failed: {path} is not set up ({setup_hint})")
+        return BackendUnavailable(f"{what} {action} failed ({path}): {exc}")
+    return PermanentError(f"{what} {action} failed ({path}): {exc}")
 
 
 def statements(script: str) -> Iterator[str]:

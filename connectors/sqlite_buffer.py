@@ -44,7 +44,15 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from connectors._sqlite import Database, connect, inspect_file, read_only, transaction, translated
+from connectors._sqlite import (
+    Database,
+    connect,
+    file_error,
+    inspect_file,
+    read_only,
+    transaction,
+    translated,
+)
 from connectors.buffer import InRecord, OutRecord
 from connectors.health import SETUP_HINT, Check, describe_lag
 from newsflow.errors import BackendUnavailable, PublishError
@@ -409,7 +417,8 @@ class SqliteBuffer:
                         [(topic, p, o) for p, o in ends.items()],
                     )
             except sqlite3.Error as exc:
-                raise PublishError(
+                error = file_error(_WHAT, self._path, f"publish to {topic}", exc)
+                raise error or PublishError(
                     f"embedded buffer did not store the records on {topic}: {exc}"
                 ) from exc
             if time.monotonic() - self._last_prune > _PRUNE_INTERVAL:

@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
+from prefect.futures import wait
 
 from flows import summary_artifact, transient_only
 from newsflow.feedlist import load_feeds
@@ -101,6 +102,9 @@ def poll_feeds(
             poll_feed_task.submit(run, feed, states.get(feed.url), force=force, fetch_limit=limit)
             for feed in feeds
         ]
+        # Wait for every feed before raising one's failure: leaving the block closes the
+        # HTTP client and the pool under the feeds still running.
+        wait(futures)
         for future in futures:
             summary.merge(future.result())
     get_run_logger().info("poll_feeds summary %s", summary.line())

@@ -12,6 +12,7 @@ Three steps, each batched per feed:
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,8 @@ from newsflow.summary import PollSummary
 from schemas import Article, FeedConfig, FeedEntry, PageExtraction
 
 __all__ = ["Claims", "build_article", "collect", "plan"]
+
+logger = logging.getLogger(__name__)
 
 
 class Claims:
@@ -79,7 +82,9 @@ def plan(entries: Sequence[FeedEntry], store: SeenLookup) -> list[FeedEntry]:
     ]
 
 
-def _skip_reason(error: FetchError) -> str:
+def _skip_reason(error: Exception) -> str:
+    if not isinstance(error, FetchError):
+        return "decode_error" if isinstance(error, UnicodeError | LookupError) else "error"
     if isinstance(error, RobotsDisallowed):
         return "robots"
     if isinstance(error, BlockedAddress):
@@ -156,15 +161,19 @@ def collect(
     """
     counts = PollSummary()
 
-    def fetch(entry: FeedEntry) -> _Fetched | FetchError | FetchResponse:
+    def fetch(entry: FeedEntry) -> _Fetched | Exception | FetchResponse:
         try:
             response = fetcher.get(entry.link, respect_robots=respect_robots)
+            if not response.is_html:
+                return response
+            fetched_at = datetime.now(UTC)
+            html = response.text()
         except FetchError as exc:
             return exc
-        if not response.is_html:
-            return response
-        fetched_at = datetime.now(UTC)
-        pending = extractor.submit(Page(url=response.url, html=response.text()))
+        except Exception as exc:  # one page's bytes, or a bug they hit: that page's skip
+            logger.warning("page failed url=%s error=%r", entry.link, exc)
+            return exc
+        pending = extractor.submit(Page(url=response.url, html=html))
         return _Fetched(entry, response, fetched_at, pending)
 
     fetched: list[_Fetched] = []
@@ -172,7 +181,7 @@ def collect(
         threads = min(_MAX_FETCH_THREADS, len(entries))
         with ThreadPoolExecutor(threads, thread_name_prefix="newsflow-collect") as pool:
             for result in pool.map(fetch, entries):
-                if isinstance(result, FetchError):
+                if isinstance(result, Exception):
                     counts.skipped[_skip_reason(result)] += 1
                     if on_page is not None:
                         on_page()

@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "FeedError",
+    "FeedParseTimeout",
     "FetchError",
     "NewsflowError",
     "PermanentError",
@@ -58,6 +59,10 @@ class PermanentFetchError(FetchError, PermanentError):
 
 class FeedError(PermanentError):
     """A feed body could not be parsed into entries at all."""
+
+
+class FeedParseTimeout(FeedError):
+    """The feed parser ran out of its time limit on a feed body."""
 
 
 class PublishError(TransientError):

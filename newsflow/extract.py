@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pebble
 
@@ -29,6 +29,8 @@ from schemas import PageExtraction
 __all__ = ["ExtractSkip", "Extractor", "Page", "PendingExtraction", "extract_page"]
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 # Metadata trafilatura does not report: the page's "updated" stamp and its language.
 _MODIFIED_META = re.compile(
@@ -231,6 +233,21 @@ class Extractor:
         except Exception as exc:  # a trafilatura bug on one page must not end the run
             logger.warning("extraction failed url=%s error=%r", page.url, exc)
             return ExtractSkip("error", f"{type(exc).__name__}: {exc}")
+
+    def run(self, fn: Callable[..., _T], args: tuple[Any, ...], timeout: float) -> _T:
+        """``fn(*args)`` in a worker, under the pool's memory limit and ``timeout`` seconds.
+
+        For other parsers of outside bytes (feeds). ``fn`` must be importable by name and
+        its arguments and result picklable. Raises TimeoutError past ``timeout`` (the
+        worker is replaced), ChildProcessError if the worker died, or what ``fn`` raised.
+        """
+        future: concurrent.futures.Future[_T] = self._pool.schedule(fn, args=args, timeout=timeout)
+        try:
+            return future.result()
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"over {timeout:g} s") from None
+        except pebble.ProcessExpired as exc:
+            raise ChildProcessError(f"worker exit code {exc.exitcode}") from None
 
     def close(self) -> None:
         """Stop the workers."""

@@ -25,6 +25,9 @@ from schemas import FeedConfig
 
 __all__ = ["dump_opml", "load_feeds"]
 
+# Real OPML files nest folders a few levels deep; the walk over outlines is recursive.
+_MAX_OPML_DEPTH = 50
+
 
 def load_feeds(path: Path) -> list[FeedConfig]:
     """Read a feeds file; the format follows the extension (.opml/.xml, .toml, .yaml/.yml).
@@ -98,6 +101,8 @@ def _read_toml(path: Path, data: bytes) -> list[_RawEntry]:
         document = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     return _entries_from_document(path, document, "[[feeds]] tables")
 
 
@@ -110,6 +115,8 @@ def _read_yaml(path: Path, data: bytes) -> list[_RawEntry]:
         document = yaml.safe_load(data)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     return _entries_from_document(path, document, "a 'feeds:' list")
 
 
@@ -146,13 +153,19 @@ def _refuse_entity(*_args: object) -> None:
     raise _Refused("entity declarations are not allowed in OPML feeds files")
 
 
+def _refuse_depth(line: int) -> None:
+    raise _Refused(f"elements nested more than {_MAX_OPML_DEPTH} levels deep (line {line})")
+
+
 def _parse_xml(path: Path, data: bytes) -> tuple[ET.Element, dict[ET.Element, int]]:
     """Build an ElementTree from ``data`` with expat, refusing DOCTYPE and entities.
 
-    Also returns the line each element starts on, for error messages.
+    Also returns the line each element starts on, for error messages. Elements nested
+    deeper than ``_MAX_OPML_DEPTH`` are refused.
     """
     builder = ET.TreeBuilder()
     lines: dict[ET.Element, int] = {}
+    depth = 0
     parser = expat.ParserCreate()
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     parser.StartDoctypeDeclHandler = _refuse_doctype
@@ -161,10 +174,19 @@ def _parse_xml(path: Path, data: bytes) -> tuple[ET.Element, dict[ET.Element, in
     parser.buffer_text = True
 
     def start(tag: str, attrs: dict[str, str]) -> None:
+        nonlocal depth
+        depth += 1
+        if depth > _MAX_OPML_DEPTH:
+            _refuse_depth(parser.CurrentLineNumber)
         lines[builder.start(tag, attrs)] = parser.CurrentLineNumber
 
+    def end(tag: str) -> None:
+        nonlocal depth
+        depth -= 1
+        builder.end(tag)
+
     parser.StartElementHandler = start
-    parser.EndElementHandler = builder.end
+    parser.EndElementHandler = end
     parser.CharacterDataHandler = builder.data
     try:
         parser.Parse(data, True)

@@ -58,19 +58,29 @@ class JsonFormatter(logging.Formatter):
 
 
 class _TextFormatter(logging.Formatter):
-    """The plain format, naming the Prefect flow or task run a record comes from."""
+    """The plain format, naming the Prefect flow or task run a record comes from.
 
-    def __init__(self) -> None:
+    Tracebacks (Prefect logs one for every failed task and flow run) only with
+    ``verbose``: otherwise the record's message is the line, and the command's own error
+    line says what failed.
+    """
+
+    def __init__(self, *, verbose: bool = False) -> None:
         super().__init__(TEXT_FORMAT)
+        self._verbose = verbose
 
     def format(self, record: logging.LogRecord) -> str:
         run = record.__dict__.get("task_run_name") or record.__dict__.get("flow_run_name")
-        if not run:
+        quiet = not self._verbose and (record.exc_info or record.exc_text)
+        if not run and not quiet:
             return super().format(record)
         # Format a copy: other handlers (Prefect's API handler) see the record unchanged.
-        labelled = logging.makeLogRecord(record.__dict__)
-        labelled.msg, labelled.args = f"[{run}] {record.getMessage()}", None
-        return super().format(labelled)
+        copy = logging.makeLogRecord(record.__dict__)
+        if run:
+            copy.msg, copy.args = f"[{run}] {record.getMessage()}", None
+        if quiet:
+            copy.exc_info, copy.exc_text, copy.stack_info = None, None, None
+        return super().format(copy)
 
 
 class _StderrHandler(logging.Handler):
@@ -120,7 +130,9 @@ def configure(log_format: LogFormat = "text", *, verbose: bool = False) -> None:
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}: {log_format!r}")
     handler = _StderrHandler()
-    handler.setFormatter(JsonFormatter() if log_format == "json" else _TextFormatter())
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else _TextFormatter(verbose=verbose)
+    )
     root = logging.getLogger()
     for existing in list(root.handlers):
         if _is_console_handler(existing):

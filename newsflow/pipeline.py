@@ -131,7 +131,7 @@ class PollRun:
         """
         buffer, store, fetcher, extractor = self._open()
         counts = PollSummary()
-        polled = poll_feed(feed, state, fetcher, self.settings.feed, force=force)
+        polled = poll_feed(feed, state, fetcher, self.settings.feed, force=force, runner=extractor)
         if polled.status in ("not_due", "disabled"):
             counts.feeds_not_due += 1
             return counts
@@ -166,7 +166,10 @@ class PollRun:
         return counts
 
     def poll(self, feeds: Sequence[FeedConfig], *, force: bool = False) -> PollSummary:
-        """Poll ``feeds`` concurrently (one thread per feed, up to the feed concurrency)."""
+        """Poll ``feeds`` concurrently (one thread per feed, up to the feed concurrency).
+
+        When feeds fail on the backends, the first such error is raised once all are done.
+        """
         summary = PollSummary()
         if not feeds:
             return summary
@@ -177,8 +180,15 @@ class PollRun:
                 pool.submit(self.poll_feed, feed, states.get(feed.url), force=force)
                 for feed in feeds
             ]
-            for future in futures:
-                summary.merge(future.result())
+            # Every feed runs to its end (its state saved or not) before a backend failure
+            # of one is raised, so none is left half-done behind it.
+            errors = [f.exception() for f in futures]
+            for future, error in zip(futures, errors, strict=True):
+                if error is None:
+                    summary.merge(future.result())
+            for error in errors:
+                if error is not None:
+                    raise error
         return summary
 
 

@@ -172,6 +172,9 @@ class FeedSettings(BaseSettings):
     Waiting out one site's politeness delay costs a thread, not a core: enough feeds in
     flight keep the extraction pool busy while each site is fetched slowly.
     """
+    parse_timeout: float = Field(default=30.0, gt=0)
+    """Seconds the feed parser may spend on one feed body (in a worker of the extraction
+    pool, under its memory limit); past it the poll fails and the feed backs off."""
 
 
 class IndexerSettings(BaseSettings):

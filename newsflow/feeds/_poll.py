@@ -7,25 +7,29 @@ attempt with exponential backoff. Failing feeds are never given up on; a revived
 recovers by itself on its next due poll.
 
 Bytes are fetched with newsflow's own :class:`~newsflow.fetch.Fetcher` (timeouts, size cap,
-SSRF guard, robots.txt); feedparser only parses, and :mod:`._entries` maps what it parsed
+SSRF guard, robots.txt); feedparser only parses, in a worker process of the ``runner``
+under a time and memory limit (:mod:`._parse`), and :mod:`._entries` maps what it parsed
 to entries.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
-import feedparser
-
-from newsflow.errors import FeedError, FetchError, NewsflowError, PermanentFetchError
-from newsflow.feeds._entries import clean_text, entries_of
+from newsflow.errors import (
+    FeedError,
+    FeedParseTimeout,
+    FetchError,
+    NewsflowError,
+    PermanentFetchError,
+)
+from newsflow.feeds._parse import ParsedFeed, parse_feed
 from newsflow.fetch import Fetcher, FetchResponse
 from newsflow.settings import FeedSettings
 from schemas import FeedConfig, FeedEntry, FeedState
@@ -38,13 +42,24 @@ log = logging.getLogger("newsflow.feeds")
 FeedStatus = Literal["ok", "bozo", "not_modified", "unchanged", "failed", "not_due", "disabled"]
 
 _MAX_ERROR_MESSAGE = 500
-# A feed's <ttl> is a request, not a contract: one claiming weeks would go unpolled.
-_MAX_TTL_SECONDS = 86400.0
 # 2**60 backoff steps are far past any backoff_max; the cap keeps the float finite.
 _MAX_BACKOFF_EXPONENT = 60
 # Jitter spreads retries of feeds that failed together ("equal jitter": 50-100%).
 _JITTER_LOW = 0.5
 _random = random.Random()  # noqa: S311 - scheduling jitter, not security
+
+_T = TypeVar("_T")
+
+
+class Runner(Protocol):
+    """Runs a function in a worker process under a time and memory limit.
+
+    :class:`newsflow.extract.Extractor` is one: feeds are parsed in the run's pool.
+    """
+
+    def run(self, fn: Callable[..., _T], args: tuple[Any, ...], timeout: float) -> _T:
+        """``fn(*args)``; TimeoutError once it has run ``timeout`` seconds."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -79,11 +94,13 @@ def poll_feed(
     now: datetime | None = None,
     force: bool = False,
     rng: random.Random | None = None,
+    runner: Runner | None = None,
 ) -> FeedPoll:
     """Poll one feed if it is due (or ``force``), and return its entries and new state.
 
     A disabled feed is never fetched, not even with ``force``. ``rng`` draws the backoff
-    jitter (default: a module-level generator).
+    jitter (default: a module-level generator). The body is parsed by ``runner`` within
+    ``settings.parse_timeout``; without one, in this process and without a time limit.
     """
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
@@ -104,7 +121,7 @@ def poll_feed(
         response = fetcher.get(
             url, headers=_conditional_headers(state), respect_robots=config.respect_robots
         )
-        poll = _answered(config, state, response, settings, now)
+        poll = _answered(config, state, response, settings, now, runner)
     except (FetchError, FeedError) as error:
         poll = _failed(state, error, settings, now, rng or _random)
     log.debug(
@@ -176,6 +193,7 @@ def _answered(
     response: FetchResponse,
     settings: FeedSettings,
     now: datetime,
+    runner: Runner | None,
 ) -> FeedPoll:
     """The outcome of a 2xx or 304 answer; a body that is not a feed raises FeedError."""
     body_hash = hashlib.sha256(response.body).hexdigest()
@@ -187,31 +205,18 @@ def _answered(
         update.update(_validators(response, state, keep=True), last_status=same)
         return FeedPoll(state=state.model_copy(update=update), entries=[], status=same)
 
-    parsed = _parse(response)
-    feed: Mapping[str, Any] = parsed.get("feed") or {}
-    raw_entries: list[Any] = list(parsed.get("entries") or [])
-    complaint = parsed.get("bozo_exception")
-    # A feed served as text/html or text/plain is the server's mistake, not the feed's:
-    # when that is the only complaint, the body parsed as well-formed XML.
-    bozo = bool(parsed.get("bozo")) and not isinstance(complaint, feedparser.NonXMLContentType)
-    title = clean_text(feed.get("title"))
-    if not raw_entries and (not parsed.get("version") or (bozo and not title)):
-        reason = complaint or "no feed elements found"
-        raise FeedError(f"not a feed: {response.url}: {reason}")
-
-    language = clean_text(feed.get("language")) or config.language
-    entries = entries_of(raw_entries, config, language, response.url, settings.max_entries)
-    status: FeedStatus = "bozo" if bozo else "ok"
-    update = _success_update(config, state, response, settings, now, _ttl_seconds(feed))
+    parsed = _parse(response, config, settings, runner)
+    status: FeedStatus = "bozo" if parsed.bozo else "ok"
+    update = _success_update(config, state, response, settings, now, parsed.ttl_seconds)
     update.update(
         _validators(response, state, keep=False),
-        name=config.name or title or state.name,
+        name=config.name or parsed.title or state.name,
         body_hash=body_hash,
         last_status=status,
-        bozo_message=_truncate(str(complaint)) if bozo else None,
-        entries_seen=len(raw_entries),
+        bozo_message=_truncate(parsed.bozo_message) if parsed.bozo_message else None,
+        entries_seen=parsed.entries_seen,
     )
-    return FeedPoll(state=state.model_copy(update=update), entries=entries, status=status)
+    return FeedPoll(state=state.model_copy(update=update), entries=parsed.entries, status=status)
 
 
 def _failed(
@@ -265,13 +270,16 @@ def _truncate(message: str) -> str:
 # --- parsing ---------------------------------------------------------------------------
 
 
-def _parse(response: FetchResponse) -> Mapping[str, Any]:
+def _parse(
+    response: FetchResponse, config: FeedConfig, settings: FeedSettings, runner: Runner | None
+) -> ParsedFeed:
     content_type = response.headers.get("content-type") or response.content_type
-    if content_type and response.encoding and "charset=" not in content_type.lower():
-        # RFC 7303: without a charset parameter the BOM or XML declaration decides, and the
-        # fetcher has read them; feedparser would assume us-ascii for text/xml (RFC 3023)
-        # and call every such feed bozo.
-        content_type = f"{content_type}; charset={response.encoding}"
+    if content_type and response.encoding:
+        # The fetcher's codec, never the server's label: that one may name no text
+        # encoding at all (charset=base64). RFC 7303: without a charset parameter the BOM
+        # or XML declaration decides, and the fetcher has read them; feedparser would
+        # assume us-ascii for text/xml (RFC 3023) and call every such feed bozo.
+        content_type = f"{content_type.partition(';')[0].strip()}; charset={response.encoding}"
     headers = {
         # The final URL is the base for relative links (unless the feed sets xml:base).
         "content-location": response.url,
@@ -279,26 +287,16 @@ def _parse(response: FetchResponse) -> Mapping[str, Any]:
     }
     if response.headers.get("content-language"):
         headers["content-language"] = response.headers["content-language"]
+    args = (response.body, headers, response.url, config, settings.max_entries)
+    if runner is None:
+        return parse_feed(*args)
     try:
-        # A stream, never bytes or str: feedparser would treat those as a URL or a path.
-        result: Mapping[str, Any] = feedparser.parse(
-            io.BytesIO(response.body),
-            response_headers=headers,
-            resolve_relative_uris=True,
-            sanitize_html=True,
-        )
-    except Exception as e:
-        # feedparser reports malformed input as "bozo"; anything it raises is still about
-        # this body, not about newsflow.
+        return runner.run(parse_feed, args, settings.parse_timeout)
+    except TimeoutError:
+        raise FeedParseTimeout(
+            f"feed parser took over {settings.parse_timeout:g} s on {response.url}"
+        ) from None
+    except FeedError:
+        raise
+    except Exception as e:  # the worker died (memory limit) or could not answer
         raise FeedError(f"feed parser failed on {response.url}: {type(e).__name__}: {e}") from e
-    return result
-
-
-def _ttl_seconds(feed: Mapping[str, Any]) -> float | None:
-    try:
-        minutes = float(str(feed.get("ttl") or "").strip())
-    except ValueError:
-        return None
-    if not minutes > 0:  # also rejects nan
-        return None
-    return min(minutes * 60.0, _MAX_TTL_SECONDS)

@@ -14,6 +14,7 @@ import zlib
 
 import charset_normalizer
 import httpx
+import webencodings
 
 from newsflow.errors import PermanentFetchError, TransientFetchError
 from newsflow.fetch._errors import BodyTooLarge, translated
@@ -75,23 +76,43 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
-# WHATWG Encoding Standard: browsers decode these labels as windows-1252, and pages
-# labelled latin-1 routinely contain cp1252 quotes and dashes.
+# Detection results are Python's own codec names; browsers read these two as windows-1252.
 _BROWSER_ALIASES = {"iso8859-1": "cp1252", "ascii": "cp1252"}
 
 
+def _python_codec(name: str) -> str | None:
+    """``name``'s canonical Python codec, if it is one that decodes bytes to text."""
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        return None
+    # base64, rot13, zlib, uu, hex ... are codecs too, but not text encodings.
+    return info.name if getattr(info, "_is_text_encoding", True) else None
+
+
 def _codec(label: str | bytes | None, *, in_document: bool = False) -> str | None:
+    """The Python codec of a charset label sent by a server, or ``None``.
+
+    Only labels of the WHATWG Encoding Standard count (what browsers accept, and how they
+    read them: ``latin1`` is windows-1252); anything else is as if no label were given.
+    """
     if isinstance(label, bytes):
         label = label.decode("ascii", errors="replace")
     if not label:
         return None
-    try:
-        name = codecs.lookup(label.strip().strip("\"'")).name
-    except LookupError:
+    encoding = webencodings.lookup(label.strip().strip("\"'"))
+    if encoding is None:
         return None
-    if in_document and name.startswith(("utf-16", "utf-32")):
+    # "replacement" and "x-user-defined" have no codec of Python's own: detect instead.
+    name = _python_codec(str(encoding.codec_info.name))
+    if in_document and name is not None and name.startswith("utf-16"):
         return "utf-8"  # a label we could read as ASCII bytes is not UTF-16 (WHATWG)
-    return _BROWSER_ALIASES.get(name, name)
+    return name
+
+
+def _guessed_codec(name: str | None) -> str | None:
+    found = _python_codec(name) if name else None
+    return _BROWSER_ALIASES.get(found, found) if found else None
 
 
 def _parse_content_type(value: str) -> tuple[str, str | None]:
@@ -136,7 +157,7 @@ def _detect_encoding(body: bytes, header_charset: str | None) -> str:
         # A body cut by a cap may end inside a character; that is still UTF-8.
         if exc.start < len(body) - 3:
             best = charset_normalizer.from_bytes(body[:_DETECT_BYTES]).best()
-            guess = _codec(best.encoding) if best is not None else None
+            guess = _guessed_codec(best.encoding) if best is not None else None
             if guess:
                 return guess
     return "utf-8"

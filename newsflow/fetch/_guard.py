@@ -32,17 +32,51 @@ _log = logging.getLogger("newsflow.fetch")
 
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# Refused even with allow_private_networks: no news lives there, credentials do.
+# Refused even with allow_private_networks: no news lives there, credentials do. AWS
+# (instance, ECS task and EKS pod identity), GCP, Azure, Alibaba, Oracle, OpenStack.
 _METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",
+        "169.254.170.2",
+        "169.254.170.23",
+        "fd00:ec2::254",
+        "fd00:ec2::23",
+        "fd20:ce::254",
+        "168.63.129.16",
+        "100.100.100.200",
+        "192.0.0.192",
+    )
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _embedded_ipv4(ip: _IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, compatible, NAT64, 6to4, Teredo)."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if ip in _NAT64 or ip in _NAT64_LOCAL or (ip in _IPV4_COMPATIBLE and int(ip) > 0xFFFF):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def _is_metadata(ip: _IPAddress) -> bool:
+    """Whether ``ip`` is a cloud metadata endpoint, in whatever spelling."""
+    embedded = _embedded_ipv4(ip)
+    return ip in _METADATA_ADDRESSES or (embedded is not None and embedded in _METADATA_ADDRESSES)
 
 
 def _blocked_reason(ip: _IPAddress) -> str | None:
     """Why the guard refuses ``ip``, or ``None`` for a publicly routable unicast address."""
-    if ip in _METADATA_ADDRESSES:
+    if _is_metadata(ip):
         return "cloud metadata endpoint"
     if isinstance(ip, ipaddress.IPv6Address):
         # Addresses that carry an IPv4 address are judged by it.
@@ -150,7 +184,7 @@ class _GuardedBackend(httpcore.SyncBackend):
             literal = str(sockaddr[0])
             ip = ipaddress.ip_address(literal.partition("%")[0])
             reason = _blocked_reason(ip)
-            if ip in _METADATA_ADDRESSES or (reason is not None and not self._allow_private):
+            if _is_metadata(ip) or (reason is not None and not self._allow_private):
                 refused.append(f"{ip} ({reason})")
             elif literal not in allowed:
                 allowed.append(literal)

@@ -29,7 +29,11 @@ class FetchResponse:
 
     def text(self) -> str:
         """The body decoded with :attr:`encoding` (UTF-8 if none); bad bytes replaced."""
-        return self.body.decode(self.encoding or "utf-8", errors="replace").removeprefix("\ufeff")
+        try:
+            text = self.body.decode(self.encoding or "utf-8", errors="replace")
+        except LookupError:  # an encoding not named by the fetcher, which only names codecs
+            text = self.body.decode("utf-8", errors="replace")
+        return text.removeprefix("\ufeff")
 
     @property
     def is_html(self) -> bool:

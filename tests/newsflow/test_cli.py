@@ -279,3 +279,35 @@ def test_an_invalid_setting_is_one_line_naming_the_variable(
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
     assert lines[0].startswith("error:") and variable in lines[0]
+
+
+def _deep_opml(path: Path, levels: int) -> Path:
+    nested = '<outline text="folder">' * levels + "</outline>" * levels
+    path.write_text(
+        f'<?xml version="1.0"?><opml version="2.0"><head/><body>{nested}'
+        '<outline text="f" xmlUrl="https://news.example.com/f.rss"/></body></opml>',
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "command", [["feeds", "import", "deep.opml"], ["run", "--once", "--feeds", "deep.opml"]]
+)
+def test_a_deeply_nested_opml_file_is_one_error_line(
+    embedded_env: Path, command: list[str]
+) -> None:
+    _deep_opml(embedded_env / "deep.opml", 5000)
+    _, stderr = _invoke(*command, code=2)
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "deep.opml" in errors[0] and "nested" in errors[0], stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_store_path_that_cannot_be_opened_is_one_error_line(embedded_env: Path) -> None:
+    (embedded_env / "feeds.toml").write_text('[[feeds]]\nurl = "http://127.0.0.1:9/x"\n')
+    (embedded_env / "data" / "buffer.sqlite3").mkdir(parents=True)  # a directory, no file
+    _, stderr = _invoke("run", "--once", "--feeds", "feeds.toml", code=2)
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "buffer.sqlite3" in errors[0], stderr
+    assert "NEWSFLOW_DATA_DIR" in errors[0] and "Traceback" not in stderr

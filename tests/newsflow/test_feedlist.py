@@ -262,3 +262,24 @@ def test_dump_opml_round_trips(tmp_path: Path) -> None:
         ("https://b.example/feed", None, ["world"], None),
         ("https://c.example/feed?x=1&y=2", "C", [], None),
     ]
+
+
+def test_opml_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.opml"
+    nested = '<outline text="f">' * 3000 + "</outline>" * 3000
+    path.write_text(f'<opml version="2.0"><body>{nested}</body></opml>', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"deep\.opml: elements nested more than 50 levels"):
+        load_feeds(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("deep.toml", "feeds = " + "[" * 5000 + "]" * 5000), ("deep.yaml", "feeds: " + "[" * 5000)],
+)
+def test_toml_and_yaml_nested_too_deeply_are_config_errors(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"{name}: not valid"):
+        load_feeds(path)

@@ -259,6 +259,45 @@ def test_backend_connect_tcp_checks_resolved_address(server: _Server) -> None:
         _guard._GuardedBackend(allow_private=True).connect_tcp("169.254.169.254", 80)
 
 
+_METADATA_SPELLINGS = [
+    "169.254.169.254",
+    "::ffff:169.254.169.254",
+    "::ffff:a9fe:a9fe",
+    "64:ff9b::a9fe:a9fe",
+    "64:ff9b::169.254.169.254",
+    "64:ff9b:1::a9fe:a9fe",
+    "2002:a9fe:a9fe::1",  # 6to4
+    "2001:0:4136:e378:8000:63bf:5601:5601",  # Teredo, client 169.254.169.254
+    "::169.254.169.254",  # IPv4-compatible
+    "fd00:ec2::254",
+    "169.254.170.2",  # ECS task metadata
+    "::ffff:169.254.170.2",
+    "fd20:ce::254",
+    "100.100.100.200",
+    "64:ff9b::6464:64c8",  # NAT64 of 100.100.100.200
+]
+
+
+@pytest.mark.parametrize("address", _METADATA_SPELLINGS)
+def test_metadata_endpoints_refused_in_every_spelling_even_with_private_networks(
+    monkeypatch: pytest.MonkeyPatch, make_fetcher: Callable[..., Fetcher], address: str
+) -> None:
+    # A canary: the guard must refuse before any connection is attempted (these addresses
+    # are not routable here, so a missing refusal would show only as a connect error).
+    attempts: list[str] = []
+
+    def spy(self: object, host: str, *args: object, **kwargs: object) -> httpcore.NetworkStream:
+        attempts.append(host)
+        raise httpcore.ConnectError(f"canary: connect to {host} attempted")
+
+    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", spy)
+    host = f"[{address}]" if ":" in address else address
+    fetcher = make_fetcher(allow_private_networks=True)
+    with pytest.raises(BlockedAddress, match="cloud metadata endpoint"):
+        fetcher.get(f"http://{host}/latest/meta-data/")
+    assert attempts == []
+
+
 def test_every_redirect_hop_is_checked_at_connect(
     server: _Server, make_fetcher: Callable[..., Fetcher], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -636,6 +675,40 @@ def test_charset_detection(
     assert response.encoding == encoding
     assert expected in response.text()
     assert not response.text().startswith("\ufeff")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/html; charset=base64", "<p>café ✓</p>".encode()),
+        ("text/html; charset=zlib", "<p>café ✓</p>".encode()),
+        ("text/html; charset=utf-7", "<p>café ✓</p>".encode()),
+        ("text/html; charset=x-user-defined", "<p>café ✓</p>".encode()),
+        ("text/html", '<meta charset="rot13"><p>café ✓</p>'.encode()),
+        ("text/html", '<meta charset="uu"><p>café ✓</p>'.encode()),
+        ("text/html", '<meta charset="hex"><p>café ✓</p>'.encode()),
+        ("text/html", '<meta charset="utf-7"><p>café ✓</p>'.encode()),
+        ("application/rss+xml", '<?xml version="1.0" encoding="bz2"?><p>café ✓</p>'.encode()),
+        ("application/rss+xml", '<?xml version="1.0" encoding="punycode"?><p>café ✓</p>'.encode()),
+    ],
+)
+def test_charset_labels_that_are_not_web_encodings_fall_back_to_detection(
+    server: _Server, make_fetcher: Callable[..., Fetcher], content_type: str, body: bytes
+) -> None:
+    # Python codecs that are no WHATWG encoding label (base64, rot13, zlib, utf-7, ...)
+    # are as if no label were given: UTF-8 here, by detection.
+    server.routes["/page"] = _reply(body=body, headers={"Content-Type": content_type})
+    response = make_fetcher().get(server.url("/page"))
+    assert response.encoding == "utf-8"
+    assert "café ✓" in response.text()
+
+
+def test_text_survives_an_encoding_python_does_not_know() -> None:
+    response = FetchResponse(
+        url="http://example.com/", status=200, headers={}, body="ok ✓".encode(),
+        content_type="text/html", encoding="base64", permanent_redirect=None, elapsed=0.1,
+    )  # fmt: skip
+    assert response.text() == "ok ✓"
 
 
 def test_charset_guessed_without_any_declaration(

@@ -142,3 +142,17 @@ def test_reclaim_takes_the_console_back_from_prefect(root: logging.Logger) -> No
 def test_an_unknown_format_is_refused(root: logging.Logger) -> None:
     with pytest.raises(ValueError, match="text, json"):
         logs.configure("xml")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_text_lines_carry_tracebacks_only_when_verbose(
+    root: logging.Logger, capsys: pytest.CaptureFixture[str], verbose: bool
+) -> None:
+    logs.configure("text", verbose=verbose)
+    try:
+        raise RuntimeError("disk is full")
+    except RuntimeError:
+        logging.getLogger("prefect.task_runs").exception("Task run failed")
+    err = capsys.readouterr().err
+    assert "Task run failed" in err
+    assert ("Traceback" in err) is verbose

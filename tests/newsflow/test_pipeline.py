@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from connectors import open_store
+from connectors.sqlite_buffer import SqliteBuffer
+from newsflow.errors import BackendUnavailable
 from newsflow.feedlist import load_feeds
+from newsflow.fetch import FetchResponse
 from newsflow.identity import canonical_url, doc_id
 from newsflow.pipeline import PollRun, drain, poll_once, select_feeds
 from newsflow.settings import Settings
@@ -84,3 +87,107 @@ def test_a_poll_run_refuses_use_outside_its_block(settings: Settings) -> None:
     run = PollRun(settings)
     with pytest.raises(RuntimeError, match="outside"):
         run.poll_feed(FeedConfig(url="http://127.0.0.1:9/feed.xml"), None)
+
+
+# --- one bad feed or page never fails the run -------------------------------------------
+
+
+def test_a_page_labelled_with_a_codec_that_is_no_text_encoding_is_still_ingested(
+    site: Site, settings: Settings, feeds: list[FeedConfig]
+) -> None:
+    # charset=base64 names a Python codec, not a text encoding: decoding with it raised
+    # LookupError, which failed the run and closed the extraction pool under other feeds.
+    path = "politics/senate-budget-vote.html"
+    site.set(path, site.read(path), content_type="text/html; charset=base64")
+    summary = poll_once(settings, feeds, force=True)
+    assert summary.published == len(INGESTED)
+    store = open_store(settings)
+    try:
+        assert {s.feed_url for s in store.all_feed_states()} == {f.url for f in feeds}
+    finally:
+        store.close()
+
+
+def test_an_unexpected_error_on_one_page_is_that_pages_skip(
+    site: Site, settings: Settings, feeds: list[FeedConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = site.url("politics/senate-budget-vote.html")
+    text = FetchResponse.text
+
+    def failing_text(self: FetchResponse) -> str:
+        if self.url.partition("?")[0] == broken:
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "canary")
+        return text(self)
+
+    monkeypatch.setattr(FetchResponse, "text", failing_text)
+    summary = poll_once(settings, feeds, force=True)
+    assert summary.skipped["decode_error"] == 1
+    assert summary.published == len(INGESTED) - 1
+    store = open_store(settings)
+    try:
+        assert {s.feed_url for s in store.all_feed_states()} == {f.url for f in feeds}
+    finally:
+        store.close()
+
+
+def _attribute_bomb(site: Site, attributes: int) -> str:
+    # feedparser's cost grows with the square of the attributes on one element.
+    attrs = " ".join(f'a{i}="v"' for i in range(attributes))
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Slow</title>'
+        f"<item {attrs}><title>t</title><link>{site.url('politics/reference-article.html')}"
+        "</link></item></channel></rss>"
+    )
+
+
+def test_a_feed_that_parses_too_slowly_fails_alone(
+    site: Site, settings: Settings, feeds: list[FeedConfig]
+) -> None:
+    slow = FeedConfig(url=site.url("feeds/slow.rss"), name="Slow")
+    site.set("feeds/slow.rss", _attribute_bomb(site, 50_000), "application/rss+xml")
+    settings = settings.model_copy(
+        update={"feed": settings.feed.model_copy(update={"parse_timeout": 1.0})}
+    )
+    summary = poll_once(settings, [slow, *feeds], force=True)
+    assert summary.failed == 2  # garbage.xml and the slow one
+    assert summary.published == len(INGESTED)
+    assert drain(settings).indexed == len(INGESTED)
+    store = open_store(settings)
+    try:
+        state = store.feed_states([slow.url])[slow.url]
+    finally:
+        store.close()
+    assert state.last_status == "failed" and state.consecutive_failures == 1
+    assert state.last_error_class == "FeedParseTimeout"
+    assert "1 s" in (state.last_error_message or "")
+
+
+def test_a_full_disk_fails_the_run_once_and_a_rerun_loses_nothing(
+    site: Site, settings: Settings, feeds: list[FeedConfig]
+) -> None:
+    with PollRun(settings) as run:
+        buffer = run._open()[0]
+        assert isinstance(buffer, SqliteBuffer)
+        with buffer._db.lock:
+            db = buffer._db.connection()
+            pages = int(db.execute("PRAGMA page_count").fetchone()[0])
+            # SQLite's own "database or disk is full" once the file grows by a few pages.
+            db.execute(f"PRAGMA max_page_count = {pages + 6}")
+        with pytest.raises(BackendUnavailable, match=r"buffer\.sqlite3 is full"):
+            run.poll(feeds, force=True)
+    store = open_store(settings)
+    try:
+        moved = {s.feed_url for s in store.all_feed_states() if s.body_hash}
+    finally:
+        store.close()
+    assert moved != {f.url for f in feeds if f.url != site.url("feeds/garbage.xml")}
+    # Space is back (a new connection has no page limit): nothing was lost.
+    poll_once(settings, feeds, force=True)
+    drain(settings)
+    store = open_store(settings)
+    try:
+        assert store.count() == len(INGESTED)
+        for page in INGESTED:
+            assert store.get(doc_id(canonical_url(site.url(page["path"])))) is not None
+    finally:
+        store.close()

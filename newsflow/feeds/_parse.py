@@ -1,0 +1,95 @@
+"""Parsing one feed body with feedparser into plain, picklable results.
+
+:func:`parse_feed` runs in a worker process of the run's pool (under its time and memory
+limit): feedparser's cost grows faster than the body, so one hostile feed within the body
+cap could otherwise stall its poll for hours. Only a :class:`ParsedFeed` (entries as
+:class:`~schemas.FeedEntry`, the rest as strings and numbers) crosses back, and every
+failure is raised as :class:`~newsflow.errors.FeedError`, which pickles too.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from newsflow.errors import FeedError
+from newsflow.feeds._entries import clean_text, entries_of
+from schemas import FeedConfig, FeedEntry
+
+__all__ = ["ParsedFeed", "parse_feed"]
+
+# A feed's <ttl> is a request, not a contract: one claiming weeks would go unpolled.
+_MAX_TTL_SECONDS = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """What the poll needs from one parsed feed body."""
+
+    entries: list[FeedEntry]
+    """Newest first, at most ``max_entries``."""
+    entries_seen: int
+    """Entries in the body, before dropping those without an http(s) link."""
+    title: str | None
+    ttl_seconds: float | None
+    bozo: bool
+    """The body was malformed but still yielded a feed."""
+    bozo_message: str | None
+    """feedparser's complaint (``bozo`` only)."""
+
+
+def parse_feed(
+    body: bytes,
+    headers: Mapping[str, str],
+    url: str,
+    config: FeedConfig,
+    max_entries: int,
+) -> ParsedFeed:
+    """Parse ``body`` (fetched from ``url`` with ``headers``); FeedError if not a feed."""
+    import feedparser
+
+    try:
+        # A stream, never bytes or str: feedparser would treat those as a URL or a path.
+        parsed: Mapping[str, Any] = feedparser.parse(
+            io.BytesIO(body),
+            response_headers=dict(headers),
+            resolve_relative_uris=True,
+            sanitize_html=True,
+        )
+        feed: Mapping[str, Any] = parsed.get("feed") or {}
+        raw_entries: list[Any] = list(parsed.get("entries") or [])
+        complaint = parsed.get("bozo_exception")
+        # A feed served as text/html or text/plain is the server's mistake, not the
+        # feed's: when that is the only complaint, the body parsed as well-formed XML.
+        bozo = bool(parsed.get("bozo")) and not isinstance(complaint, feedparser.NonXMLContentType)
+        title = clean_text(feed.get("title"))
+        if not raw_entries and (not parsed.get("version") or (bozo and not title)):
+            raise FeedError(f"not a feed: {url}: {complaint or 'no feed elements found'}")
+        language = clean_text(feed.get("language")) or config.language
+        entries = entries_of(raw_entries, config, language, url, max_entries)
+    except FeedError:
+        raise
+    except Exception as e:
+        # feedparser reports malformed input as "bozo"; anything it (or the mapping)
+        # raises is still about this body, not about newsflow.
+        raise FeedError(f"feed parser failed on {url}: {type(e).__name__}: {e}") from None
+    return ParsedFeed(
+        entries=entries,
+        entries_seen=len(raw_entries),
+        title=title,
+        ttl_seconds=_ttl_seconds(feed),
+        bozo=bozo,
+        bozo_message=str(complaint) if bozo else None,
+    )
+
+
+def _ttl_seconds(feed: Mapping[str, Any]) -> float | None:
+    try:
+        minutes = float(str(feed.get("ttl") or "").strip())
+    except ValueError:
+        return None
+    if not minutes > 0:  # also rejects nan
+        return None
+    return min(minutes * 60.0, _MAX_TTL_SECONDS)
