@@ -89,6 +89,8 @@ class ElasticsearchSettings(BaseSettings):
     """Every revision of every article, keyed ``<doc_id>:<revision>``."""
     feeds_index: str = "newsflow-feeds"
     """Per-feed state: conditional-GET validators, health, backoff."""
+    revisits_index: str = "newsflow-revisits"
+    """Pages polls fetch again: the retry set of failed pages and the recheck schedule."""
     shards: int = Field(default=1, ge=1)
     """Primary shards of newly created indices."""
     replicas: int = Field(default=0, ge=0)
