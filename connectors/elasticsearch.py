@@ -95,6 +95,7 @@ FEED_MAPPING: dict[str, Any] = {
         "last_error_message": {"type": "text", "fields": {"keyword": _KEYWORD}},
         "last_status": _KEYWORD,
         "bozo_message": {"type": "text"},
+        "bozo": {"type": "boolean"},
         "entries_seen": {"type": "integer"},
     },
 }  # fmt: skip

@@ -181,7 +181,7 @@ def _answered(
     body_hash = hashlib.sha256(response.body).hexdigest()
     if response.status == 304 or body_hash == state.body_hash:
         # Nothing new: a 304, or the server ignored our conditional headers and sent the
-        # same bytes again.
+        # same bytes again. What the last parse found (bozo, bozo_message) still holds.
         same: FeedStatus = "not_modified" if response.status == 304 else "unchanged"
         update = _success_update(config, state, response, settings, now, state.ttl_seconds)
         update.update(_validators(response, state, keep=True), last_status=same)
@@ -209,6 +209,7 @@ def _answered(
         body_hash=body_hash,
         last_status=status,
         bozo_message=_truncate(str(complaint)) if bozo else None,
+        bozo=bozo,
         entries_seen=len(raw_entries),
     )
     return FeedPoll(state=state.model_copy(update=update), entries=entries, status=status)
