@@ -173,6 +173,7 @@ def _environment(backend: str, work: Path) -> dict[str, str]:
             "NEWSFLOW_ELASTICSEARCH_INDEX": f"bench{run}-articles",
             "NEWSFLOW_ELASTICSEARCH_HISTORY_INDEX": f"bench{run}-history",
             "NEWSFLOW_ELASTICSEARCH_FEEDS_INDEX": f"bench{run}-feeds",
+            "NEWSFLOW_ELASTICSEARCH_REVISITS_INDEX": f"bench{run}-revisits",
         }
     else:
         for name in ("NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS", "NEWSFLOW_ELASTICSEARCH_URL"):

@@ -6,7 +6,9 @@ Layout (all created by :meth:`ElasticsearchStore.ensure`, idempotently):
 - ``<index>-000001`` behind the alias ``<index>`` (write index: rollover-ready);
 - ``<history_index>-000001`` behind the alias ``<history_index>``: one document per
   revision, id ``<doc_id>:<revision>``;
-- ``<feeds_index>``: one document per feed.
+- ``<feeds_index>``: one document per feed;
+- ``<revisits_index>``: the pages polls fetch again (retries and rechecks), one document
+  per feed, kind and entry.
 
 Newest-revision-wins is Elasticsearch's external versioning with ``version=revision``:
 an older or repeated revision gets a 409, which is counted as a duplicate.
@@ -25,13 +27,23 @@ import elasticsearch
 from elasticsearch import Elasticsearch
 
 from connectors.health import SETUP_HINT, Check
-from connectors.store import FeedStats, IndexOutcome, SearchHit, SearchQuery, SearchResult, SeenDoc
+from connectors.store import (
+    FeedStats,
+    IndexOutcome,
+    Revisit,
+    RevisitCounts,
+    RevisitKind,
+    SearchHit,
+    SearchQuery,
+    SearchResult,
+    SeenDoc,
+)
 from newsflow.errors import BackendUnavailable, ConfigError, PermanentError
 from newsflow.identity import content_hash
 from newsflow.settings import ElasticsearchSettings
 from schemas import Article, FeedState
 
-__all__ = ["ARTICLE_MAPPING", "FEED_MAPPING", "ElasticsearchStore"]
+__all__ = ["ARTICLE_MAPPING", "FEED_MAPPING", "REVISIT_MAPPING", "ElasticsearchStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +95,29 @@ FEED_MAPPING: dict[str, Any] = {
         "last_error_message": {"type": "text", "fields": {"keyword": _KEYWORD}},
         "last_status": _KEYWORD,
         "bozo_message": {"type": "text"},
+        "bozo": {"type": "boolean"},
         "entries_seen": {"type": "integer"},
     },
 }  # fmt: skip
+
+REVISIT_MAPPING: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "feed_url": _KEYWORD,
+        "kind": _KEYWORD,
+        "key": _KEYWORD,
+        "entry": {"type": "object", "enabled": False},
+        "attempts": {"type": "integer"},
+        "first_at": _DATE,
+        "next_at": _DATE,
+        "last_error_class": _KEYWORD,
+        "last_error_message": {"type": "text"},
+        "given_up": {"type": "boolean"},
+        "etag": {"type": "keyword", "index": False},
+        "last_modified": {"type": "keyword", "index": False},
+    },
+}  # fmt: skip
+"""Mapping of the revisits index: the retry set and the recheck schedule."""
 
 _SEEN_FIELDS = ["doc_id", "revision", "content_hash", "updated_at", "published_at", "alias_ids"]
 _TRANSIENT_STATUSES = {429, 502, 503, 504}
@@ -95,6 +127,24 @@ _STATS_CHUNK = 1000  # feeds per aggregation request
 
 def _feed_key(feed_url: str) -> str:
     return hashlib.sha256(feed_url.encode("utf-8")).hexdigest()[:32]
+
+
+def _revisit_key(feed_url: str, kind: str, key: str) -> str:
+    return hashlib.sha256(f"{feed_url}\n{kind}\n{key}".encode()).hexdigest()[:32]
+
+
+def _raise_for_bulk_errors(response: Any, what: str) -> None:
+    """A bulk answer's item errors as newsflow's markers (429 and 5xx are transient)."""
+    if not response["errors"]:
+        return
+    items = [next(iter(item.values())) for item in response["items"]]
+    failed = [item for item in items if item.get("error") and int(item["status"]) != 404]
+    if not failed:
+        return  # deleting what is already gone is fine
+    reasons = "; ".join(sorted({str(item["error"].get("reason")) for item in failed}))
+    if any(int(item["status"]) in _TRANSIENT_STATUSES for item in failed):
+        raise BackendUnavailable(f"{what}: {reasons}")
+    raise PermanentError(f"{what}: {reasons}")
 
 
 def _time(value: Any) -> datetime | None:
@@ -149,6 +199,7 @@ class ElasticsearchStore:
         self._alias = settings.index
         self._history = settings.history_index
         self._feeds = settings.feeds_index
+        self._revisits = settings.revisits_index
         self._client = client or _client_for(settings)
 
     # -- set-up ----------------------------------------------------------------------
@@ -170,6 +221,15 @@ class ElasticsearchStore:
             if not self._client.indices.exists(index=self._feeds):
                 self._create_index(
                     self._feeds, None, settings=index_settings, mappings=FEED_MAPPING
+                )
+            else:
+                # Fields added since the index was created (new fields only: additive).
+                self._client.indices.put_mapping(
+                    index=self._feeds, properties=FEED_MAPPING["properties"]
+                )
+            if not self._client.indices.exists(index=self._revisits):
+                self._create_index(
+                    self._revisits, None, settings=index_settings, mappings=REVISIT_MAPPING
                 )
 
     def _create_index(
@@ -419,9 +479,107 @@ class ElasticsearchStore:
                 )
         return stats
 
+    # -- revisits -------------------------------------------------------------------
+
+    def due_revisits(
+        self, feed_url: str, kind: RevisitKind, now: datetime, limit: int
+    ) -> list[Revisit]:
+        if limit <= 0:
+            return []
+        with _translated("revisit read"):
+            response = self._client.search(
+                index=self._revisits,
+                query={
+                    "bool": {
+                        "filter": [
+                            {"term": {"feed_url": feed_url}},
+                            {"term": {"kind": kind}},
+                            {"term": {"given_up": False}},
+                            {"range": {"next_at": {"lte": now.isoformat()}}},
+                        ]
+                    }
+                },
+                sort=[{"next_at": "asc"}, {"key": "asc"}],
+                size=limit,
+            )
+        return [Revisit.from_document(hit["_source"]) for hit in response["hits"]["hits"]]
+
+    def revisits(self, feed_url: str, kind: RevisitKind, keys: Sequence[str]) -> dict[str, Revisit]:
+        if not keys:
+            return {}
+        with _translated("revisit read"):
+            response = self._client.mget(
+                index=self._revisits, ids=[_revisit_key(feed_url, kind, key) for key in keys]
+            )
+        found = (Revisit.from_document(d["_source"]) for d in response["docs"] if d.get("found"))
+        return {revisit.key: revisit for revisit in found}
+
+    def put_revisits(self, revisits: Sequence[Revisit]) -> None:
+        if not revisits:
+            return
+        operations: list[dict[str, Any]] = []
+        for revisit in revisits:
+            key = _revisit_key(revisit.feed_url, revisit.kind, revisit.key)
+            operations.append({"index": {"_index": self._revisits, "_id": key}})
+            operations.append(revisit.as_document())
+        with _translated("revisit write"):
+            response = self._client.bulk(operations=operations)
+        _raise_for_bulk_errors(response, "revisits not stored")
+
+    def drop_revisits(self, feed_url: str, kind: RevisitKind, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        operations = [
+            {"delete": {"_index": self._revisits, "_id": _revisit_key(feed_url, kind, key)}}
+            for key in keys
+        ]
+        with _translated("revisit write"):
+            response = self._client.bulk(operations=operations)
+        _raise_for_bulk_errors(response, "revisits not dropped")
+
+    def revisit_counts(self, feed_urls: Sequence[str]) -> dict[str, RevisitCounts]:
+        wanted = list(dict.fromkeys(feed_urls))
+        counts = {url: RevisitCounts() for url in wanted}
+        retry = {"term": {"kind": "retry"}}
+        for start in range(0, len(wanted), _STATS_CHUNK):
+            chunk = wanted[start : start + _STATS_CHUNK]
+            with _translated("revisit counts"):
+                response = self._client.search(
+                    index=self._revisits,
+                    size=0,
+                    query={"terms": {"feed_url": chunk}},
+                    aggs={
+                        "feeds": {
+                            "terms": {"field": "feed_url", "size": len(chunk)},
+                            "aggs": {
+                                "retries": {
+                                    "filter": {
+                                        "bool": {"filter": [retry, {"term": {"given_up": False}}]}
+                                    }
+                                },
+                                "given_up": {
+                                    "filter": {
+                                        "bool": {"filter": [retry, {"term": {"given_up": True}}]}
+                                    }
+                                },
+                                "rechecks": {"filter": {"term": {"kind": "recheck"}}},
+                            },
+                        }
+                    },
+                )
+            for bucket in response["aggregations"]["feeds"]["buckets"]:
+                counts[bucket["key"]] = RevisitCounts(
+                    retries=int(bucket["retries"]["doc_count"]),
+                    given_up=int(bucket["given_up"]["doc_count"]),
+                    rechecks=int(bucket["rechecks"]["doc_count"]),
+                )
+        return counts
+
     def refresh(self) -> None:
         with _translated("refresh"):
-            self._client.indices.refresh(index=[self._alias, self._history, self._feeds])
+            self._client.indices.refresh(
+                index=[self._alias, self._history, self._feeds, self._revisits]
+            )
 
     # -- health ----------------------------------------------------------------------
 

@@ -22,8 +22,10 @@ scores and close rankings differ between the two.
 Layout (created by :meth:`SqliteStore.ensure`): ``articles`` (the current revision; title,
 summary and text as columns, the other fields as JSON), ``articles_fts`` (external-content
 FTS5 index on it, kept in step by triggers), ``aliases(alias_id, doc_id)``,
-``history(doc_id, revision, doc)`` and ``feeds(feed_url, state)``. Datetimes are stored as
-ISO 8601 in UTC, ``published_at`` also as epoch seconds for range filters.
+``history(doc_id, revision, doc)``, ``feeds(feed_url, state)`` and ``revisits(feed_url,
+kind, key, ...)`` (the retry set and the recheck schedule). Datetimes are stored as ISO
+8601 in UTC, ``published_at`` and a revisit's ``next_at`` also as epoch seconds for range
+filters.
 """
 
 from __future__ import annotations
@@ -40,7 +42,17 @@ from typing import Any
 
 from connectors import _sqlite
 from connectors.health import Check
-from connectors.store import FeedStats, IndexOutcome, SearchHit, SearchQuery, SearchResult, SeenDoc
+from connectors.store import (
+    FeedStats,
+    IndexOutcome,
+    Revisit,
+    RevisitCounts,
+    RevisitKind,
+    SearchHit,
+    SearchQuery,
+    SearchResult,
+    SeenDoc,
+)
 from newsflow.identity import content_hash
 from schemas import Article, FeedState
 
@@ -52,7 +64,7 @@ MAX_TERM_BYTES = 32766
 """Longest keyword value Elasticsearch (Lucene) indexes, in bytes of UTF-8."""
 
 _WHAT = "embedded store"
-_TABLES = {"articles", "articles_fts", "aliases", "history", "feeds"}
+_TABLES = {"articles", "articles_fts", "aliases", "history", "feeds", "revisits"}
 _NOT_SET_UP = "run the indexer, or call ensure()"
 _MAX_VERSION = 2**63 - 1
 _KEYWORD_FIELDS = (
@@ -121,6 +133,16 @@ CREATE TABLE IF NOT EXISTS feeds (
     feed_url TEXT PRIMARY KEY,
     state TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS revisits (
+    feed_url TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    next_ts REAL NOT NULL,
+    given_up INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (feed_url, kind, key)
+);
+CREATE INDEX IF NOT EXISTS revisits_due ON revisits (feed_url, kind, given_up, next_ts);
 """
 
 _SEARCH_FILTERS = """
@@ -440,6 +462,81 @@ class SqliteStore:
                 missing_text=int(no_text or 0),
             )
         return stats
+
+    # -- revisits -------------------------------------------------------------------
+
+    def due_revisits(
+        self, feed_url: str, kind: RevisitKind, now: datetime, limit: int
+    ) -> list[Revisit]:
+        if limit <= 0:
+            return []
+        with self._session("revisit read") as db:
+            rows = db.execute(
+                "SELECT doc FROM revisits WHERE feed_url = ? AND kind = ? AND given_up = 0 "
+                "AND next_ts <= ? ORDER BY next_ts, key LIMIT ?",
+                (feed_url, kind, now.timestamp(), limit),
+            ).fetchall()
+        return [Revisit.from_document(json.loads(doc)) for (doc,) in rows]
+
+    def revisits(self, feed_url: str, kind: RevisitKind, keys: Sequence[str]) -> dict[str, Revisit]:
+        if not keys:
+            return {}
+        with self._session("revisit read") as db:
+            rows = db.execute(
+                "SELECT doc FROM revisits WHERE feed_url = ? AND kind = ? "
+                "AND key IN (SELECT value FROM json_each(?))",
+                (feed_url, kind, json.dumps(list(keys))),
+            ).fetchall()
+        found = (Revisit.from_document(json.loads(doc)) for (doc,) in rows)
+        return {revisit.key: revisit for revisit in found}
+
+    def put_revisits(self, revisits: Sequence[Revisit]) -> None:
+        if not revisits:
+            return
+        with self._session("revisit write", write=True) as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO revisits (feed_url, kind, key, next_ts, given_up, doc) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        r.feed_url,
+                        r.kind,
+                        r.key,
+                        r.next_at.timestamp(),
+                        int(r.given_up),
+                        json.dumps(r.as_document(), ensure_ascii=False),
+                    )
+                    for r in revisits
+                ],
+            )
+
+    def drop_revisits(self, feed_url: str, kind: RevisitKind, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        with self._session("revisit write", write=True) as db:
+            db.execute(
+                "DELETE FROM revisits WHERE feed_url = ? AND kind = ? "
+                "AND key IN (SELECT value FROM json_each(?))",
+                (feed_url, kind, json.dumps(list(keys))),
+            )
+
+    def revisit_counts(self, feed_urls: Sequence[str]) -> dict[str, RevisitCounts]:
+        wanted = list(dict.fromkeys(feed_urls))
+        counts = {url: RevisitCounts() for url in wanted}
+        if not wanted:
+            return counts
+        with self._session("revisit read") as db:
+            rows = db.execute(
+                "SELECT feed_url, sum(kind = 'retry' AND given_up = 0), "
+                "sum(kind = 'retry' AND given_up = 1), sum(kind = 'recheck') FROM revisits "
+                "WHERE feed_url IN (SELECT value FROM json_each(?)) GROUP BY feed_url",
+                (json.dumps(wanted),),
+            ).fetchall()
+        for feed, retries, given_up, rechecks in rows:
+            counts[str(feed)] = RevisitCounts(
+                retries=int(retries or 0), given_up=int(given_up or 0), rechecks=int(rechecks or 0)
+            )
+        return counts
 
     def refresh(self) -> None:
         """Nothing to do: a committed write is visible to every later read."""

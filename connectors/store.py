@@ -10,8 +10,9 @@ the embedded SQLite FTS5 store. Rules every implementation keeps:
 
 Callers ask for the role they use: :class:`ArticleWriter` (the indexer),
 :class:`SeenLookup` (the poller), :class:`FeedStateStore` (the poller's feed state),
-:class:`ArticleSearch` (search), :class:`FeedStatsReader` (feed health); :class:`Store`
-is all of them, as :func:`connectors.open_store` returns it.
+:class:`ArticleSearch` (search), :class:`FeedStatsReader` (feed health),
+:class:`RevisitStore` (pages the poller fetches again: failed ones and ones to re-check);
+:class:`Store` is all of them, as :func:`connectors.open_store` returns it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 from connectors.health import Check
-from schemas import Article, FeedState
+from schemas import Article, FeedEntry, FeedState
 
 __all__ = [
     "ArticleSearch",
@@ -32,6 +33,10 @@ __all__ = [
     "FeedStats",
     "FeedStatsReader",
     "IndexOutcome",
+    "Revisit",
+    "RevisitCounts",
+    "RevisitKind",
+    "RevisitStore",
     "SearchHit",
     "SearchQuery",
     "SearchResult",
@@ -106,6 +111,84 @@ class FeedStats:
     """Articles whose text is empty once whitespace is normalised away."""
 
 
+RevisitKind = Literal["retry", "recheck"]
+"""``retry``: a page that failed for a reason that may pass; ``recheck``: a page already
+stored, fetched again on a schedule for corrections its feed does not announce."""
+
+
+@dataclass(frozen=True, slots=True)
+class Revisit:
+    """One page a feed's poll fetches again outside its feed's news.
+
+    Keyed by ``(feed_url, kind, key)``; ``key`` is the id of the entry's link
+    (:func:`newsflow.collect.entry_key`).
+    """
+
+    feed_url: str
+    kind: RevisitKind
+    key: str
+    entry: FeedEntry
+    """The feed entry as first planned: enough to plan it again."""
+    attempts: int
+    """Failed attempts (retry) or checks done (recheck)."""
+    first_at: datetime
+    """First failure (retry) or first seen (recheck)."""
+    next_at: datetime
+    """When it is due."""
+    last_error_class: str | None = None
+    last_error_message: str | None = None
+    given_up: bool = False
+    """A retry past the give-up horizon: kept and counted, never due again."""
+    etag: str | None = None
+    """A recheck's validators for the conditional GET."""
+    last_modified: str | None = None
+
+    def as_document(self) -> dict[str, Any]:
+        """JSON-ready fields (datetimes as ISO 8601 strings), as both stores keep them."""
+        return {
+            "feed_url": self.feed_url,
+            "kind": self.kind,
+            "key": self.key,
+            "entry": self.entry.model_dump(mode="json"),
+            "attempts": self.attempts,
+            "first_at": self.first_at.isoformat(),
+            "next_at": self.next_at.isoformat(),
+            "last_error_class": self.last_error_class,
+            "last_error_message": self.last_error_message,
+            "given_up": self.given_up,
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+        }
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Revisit:
+        """The inverse of :meth:`as_document`."""
+        return cls(
+            feed_url=doc["feed_url"],
+            kind=doc["kind"],
+            key=doc["key"],
+            entry=FeedEntry.model_validate(doc["entry"]),
+            attempts=int(doc["attempts"]),
+            first_at=datetime.fromisoformat(doc["first_at"]),
+            next_at=datetime.fromisoformat(doc["next_at"]),
+            last_error_class=doc.get("last_error_class"),
+            last_error_message=doc.get("last_error_message"),
+            given_up=bool(doc.get("given_up")),
+            etag=doc.get("etag"),
+            last_modified=doc.get("last_modified"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RevisitCounts:
+    """What one feed has waiting to be fetched again."""
+
+    retries: int = 0
+    """Retries still pending (not given up)."""
+    given_up: int = 0
+    rechecks: int = 0
+
+
 class ArticleWriter(Protocol):
     """What the indexer needs: set up, write revisions, make them visible."""
 
@@ -174,11 +257,48 @@ class FeedStatsReader(Protocol):
         ...
 
 
-class FeedHealthSource(FeedStateStore, FeedStatsReader, Protocol):
-    """What feed health joins: the feeds' state and their articles' counts."""
+class RevisitStore(Protocol):
+    """Pages to fetch again, per feed: the retry set and the recheck schedule."""
+
+    def due_revisits(
+        self, feed_url: str, kind: RevisitKind, now: datetime, limit: int
+    ) -> list[Revisit]:
+        """At most ``limit`` of the feed's revisits due at ``now``, soonest first.
+
+        Given-up retries are never due.
+        """
+        ...
+
+    def revisits(self, feed_url: str, kind: RevisitKind, keys: Sequence[str]) -> dict[str, Revisit]:
+        """The stored revisits of these keys (due or not, given up or not), by key."""
+        ...
+
+    def put_revisits(self, revisits: Sequence[Revisit]) -> None:
+        """Insert or replace these revisits."""
+        ...
+
+    def drop_revisits(self, feed_url: str, kind: RevisitKind, keys: Sequence[str]) -> None:
+        """Forget these revisits (unknown keys are ignored)."""
+        ...
+
+    def revisit_counts(self, feed_urls: Sequence[str]) -> dict[str, RevisitCounts]:
+        """What each feed has waiting: one entry per requested URL, zeros if none."""
+        ...
 
 
-class Store(ArticleWriter, SeenLookup, FeedStateStore, ArticleSearch, FeedStatsReader, Protocol):
+class FeedHealthSource(FeedStateStore, FeedStatsReader, RevisitStore, Protocol):
+    """What feed health joins: the feeds' state, their articles' and revisits' counts."""
+
+
+class Store(
+    ArticleWriter,
+    SeenLookup,
+    FeedStateStore,
+    ArticleSearch,
+    FeedStatsReader,
+    RevisitStore,
+    Protocol,
+):
     """Every role, as :func:`connectors.open_store` returns it; plus health and closing."""
 
     def check(self, *, timeout: float = 10.0) -> list[Check]:

@@ -4,23 +4,28 @@ Three steps, each batched per feed:
 
 1. :func:`plan` looks up every entry's id in the store in one request and keeps the
    entries never seen, or seen with an older update time than the feed now reports;
-2. the pages are fetched concurrently, each handed to the extraction pool as it arrives;
+2. the pages are fetched concurrently (conditionally, for pages re-checked with their
+   validators), each handed to the extraction pool as it arrives;
 3. each page becomes an :class:`~schemas.Article` with its identity; a revision whose
    content is unchanged from the stored one (or that another feed of the same run
    already produced) is counted as a duplicate and dropped.
+
+What became of each entry is reported as an :class:`EntryOutcome` by :func:`entry_key`,
+so that the poller can keep its retry set and recheck schedule (:mod:`newsflow.revisits`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from connectors.store import SeenDoc, SeenLookup
-from newsflow.errors import FetchError
+from newsflow.errors import FetchError, TransientError
 from newsflow.extract import Extractor, ExtractSkip, Page, PendingExtraction
 from newsflow.fetch import (
     BlockedAddress,
@@ -34,7 +39,21 @@ from newsflow.identity import canonical_url, content_hash, doc_id, domain_of
 from newsflow.summary import PollSummary
 from schemas import Article, FeedConfig, FeedEntry, PageExtraction
 
-__all__ = ["Claims", "build_article", "collect", "plan"]
+__all__ = [
+    "Claims",
+    "Collected",
+    "EntryOutcome",
+    "OutcomeKind",
+    "build_article",
+    "collect",
+    "entry_key",
+    "plan",
+]
+
+# Extraction outcomes that may pass on another attempt (a busy machine, a worker that
+# died for another page's sake); too_short, no_text, memory and error come back the same.
+_RETRYABLE_SKIPS = frozenset({"timeout", "worker_crashed"})
+_MAX_MESSAGE = 500
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +81,11 @@ class Claims:
 
 def _link_id(link: str) -> str:
     return doc_id(canonical_url(link))
+
+
+def entry_key(entry: FeedEntry) -> str:
+    """The key of an entry within its feed: the id of its link (what plan deduplicates on)."""
+    return _link_id(entry.link)
 
 
 def _is_newer(entry: FeedEntry, seen: SeenDoc) -> bool:
@@ -131,6 +155,59 @@ def build_article(
     )
 
 
+OutcomeKind = Literal["published", "duplicate", "not_modified", "retryable", "skipped"]
+"""``published``: a new revision to publish; ``duplicate``: content already stored or
+produced in this run; ``not_modified``: a conditional GET answered 304; ``retryable``: a
+failure that may pass (5xx, 429, timeouts, extraction timeout or crash); ``skipped``: one
+that will not (4xx, robots, not HTML, too large, blocked address, no text)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EntryOutcome:
+    """What became of one entry's page."""
+
+    kind: OutcomeKind
+    error_class: str | None = None
+    error_message: str | None = None
+    retry_after: float | None = None
+    """Seconds the server asked us to wait (Retry-After), for a retryable failure."""
+    etag: str | None = None
+    """The answer's validators (for a later conditional GET)."""
+    last_modified: str | None = None
+    first_seen: bool = False
+    """Published, and the store had no revision of it yet."""
+
+
+@dataclass(slots=True)
+class Collected:
+    """What :func:`collect` produced for one feed."""
+
+    articles: list[Article] = field(default_factory=list)
+    """New revisions to publish."""
+    counts: PollSummary = field(default_factory=PollSummary)
+    outcomes: dict[str, EntryOutcome] = field(default_factory=dict)
+    """By :func:`entry_key`, for every entry collected."""
+
+
+def _failure(error: Exception) -> EntryOutcome:
+    retry_after = getattr(error, "retry_after", None)
+    return EntryOutcome(
+        kind="retryable" if isinstance(error, TransientError) else "skipped",
+        error_class=type(error).__name__,
+        error_message=str(error)[:_MAX_MESSAGE],
+        retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
+    )
+
+
+def _answered(kind: OutcomeKind, response: FetchResponse, first_seen: bool = False) -> EntryOutcome:
+    return EntryOutcome(
+        kind,
+        etag=response.headers.get("etag"),
+        last_modified=response.headers.get("last-modified"),
+        first_seen=first_seen,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Fetched:
     entry: FeedEntry
@@ -152,19 +229,32 @@ def collect(
     claims: Claims,
     respect_robots: bool | None = None,
     on_page: Callable[[], None] | None = None,
-) -> tuple[list[Article], PollSummary]:
+    conditional: Mapping[str, Mapping[str, str]] | None = None,
+) -> Collected:
     """Fetch, extract and identify the planned entries of one feed.
 
     Each page goes to the extraction pool as soon as it has arrived, so downloads and
     extraction overlap (within the feed and with the other feeds of the run); the
     pool's backlog bound holds the downloads back when extraction falls behind.
+    ``conditional`` holds extra request headers (``If-None-Match``, ...) by
+    :func:`entry_key`; a 304 answer is the outcome ``not_modified``.
     """
-    counts = PollSummary()
+    result = Collected()
+    counts, outcomes = result.counts, result.outcomes
+    conditional = conditional or {}
+
+    def done() -> None:
+        if on_page is not None:
+            on_page()
 
     def fetch(entry: FeedEntry) -> _Fetched | Exception | FetchResponse:
         try:
-            response = fetcher.get(entry.link, respect_robots=respect_robots)
-            if not response.is_html:
+            response = fetcher.get(
+                entry.link,
+                headers=conditional.get(entry_key(entry)),
+                respect_robots=respect_robots,
+            )
+            if response.status == 304 or not response.is_html:
                 return response
             fetched_at = datetime.now(UTC)
             html = response.text()
@@ -180,43 +270,53 @@ def collect(
     if entries:
         threads = min(_MAX_FETCH_THREADS, len(entries))
         with ThreadPoolExecutor(threads, thread_name_prefix="newsflow-collect") as pool:
-            for result in pool.map(fetch, entries):
-                if isinstance(result, Exception):
-                    counts.skipped[_skip_reason(result)] += 1
-                    if on_page is not None:
-                        on_page()
-                elif isinstance(result, FetchResponse):
-                    counts.fetched += 1
-                    counts.skipped["not_html"] += 1
-                    if on_page is not None:
-                        on_page()
+            for entry, answer in zip(entries, pool.map(fetch, entries), strict=True):
+                key = entry_key(entry)
+                if isinstance(answer, Exception):
+                    counts.skipped[_skip_reason(answer)] += 1
+                    outcomes[key] = _failure(answer)
+                    done()
+                elif isinstance(answer, FetchResponse):
+                    if answer.status == 304:
+                        counts.duplicates += 1
+                        outcomes[key] = _answered("not_modified", answer)
+                    else:
+                        counts.fetched += 1
+                        counts.skipped["not_html"] += 1
+                        outcomes[key] = EntryOutcome("skipped", error_class="not_html")
+                    done()
                 else:
                     counts.fetched += 1
-                    fetched.append(result)
+                    fetched.append(answer)
 
     extractions = []
     for item in fetched:
         extractions.append(extractor.result(item.extraction))
-        if on_page is not None:
-            on_page()
+        done()
 
-    candidates: list[Article] = []
+    candidates: list[tuple[str, _Fetched, Article]] = []
     for item, extraction in zip(fetched, extractions, strict=True):
+        key = entry_key(item.entry)
         if isinstance(extraction, ExtractSkip):
             counts.skipped[extraction.reason] += 1
+            outcomes[key] = EntryOutcome(
+                "retryable" if extraction.reason in _RETRYABLE_SKIPS else "skipped",
+                error_class=f"extract_{extraction.reason}",
+                error_message=extraction.detail[:_MAX_MESSAGE],
+            )
             continue
         counts.extracted += 1
-        candidates.append(
-            build_article(feed, item.entry, item.response.url, extraction, item.fetched_at)
-        )
+        article = build_article(feed, item.entry, item.response.url, extraction, item.fetched_at)
+        candidates.append((key, item, article))
 
-    stored = store.lookup([a.doc_id for a in candidates])
-    articles: list[Article] = []
-    for article in candidates:
+    stored = store.lookup([article.doc_id for _, _, article in candidates])
+    for key, item, article in candidates:
         previous = stored.get(article.doc_id)
         unchanged = previous is not None and previous.content_hash == article.content_hash
         if unchanged or not claims.claim(article.doc_id):
             counts.duplicates += 1
+            outcomes[key] = _answered("duplicate", item.response)
         else:
-            articles.append(article)
-    return articles, counts
+            result.articles.append(article)
+            outcomes[key] = _answered("published", item.response, first_seen=previous is None)
+    return result

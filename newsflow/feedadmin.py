@@ -7,7 +7,8 @@ is read back with :func:`newsflow.feedlist.load_feeds` before it replaces the ol
 
 Health (:func:`feed_health`) joins the configured feeds with what the store knows: the
 feed state the poller keeps (last success, failures, next poll) and counts over the
-stored articles of each feed (:meth:`connectors.store.Store.feed_stats`).
+stored articles of each feed (:meth:`connectors.store.Store.feed_stats`) and the pages
+waiting to be fetched again (:meth:`connectors.store.Store.revisit_counts`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Array
 
-from connectors.store import FeedHealthSource, FeedStats
+from connectors.store import FeedHealthSource, FeedStats, RevisitCounts
 from newsflow.durations import format_duration, parse_duration
 from newsflow.errors import ConfigError
 from newsflow.feedlist import load_feeds
@@ -120,6 +121,8 @@ def _table(feed: FeedConfig, interval: str | float | None) -> dict[str, Any]:
         fields["language"] = feed.language
     if feed.respect_robots is not None:
         fields["respect_robots"] = feed.respect_robots
+    if feed.recheck is not None:
+        fields["recheck"] = feed.recheck
     return fields
 
 
@@ -285,17 +288,22 @@ class FeedHealth:
     enabled: bool
     state: FeedState | None
     stats: FeedStats
+    revisits: RevisitCounts = RevisitCounts()
 
     @property
     def health(self) -> str:
-        """``ok``, ``failing``, ``never polled``, ``disabled`` or ``not configured``."""
+        """``ok``, ``parsed with errors``, ``failing``, ``never polled``, ``disabled`` or
+        ``not configured``."""
         if not self.configured:
             return "not configured"
         if not self.enabled:
             return "disabled"
         if self.state is None or self.state.last_attempt_at is None:
             return "never polled"
-        return "failing" if self.state.consecutive_failures else "ok"
+        if self.state.consecutive_failures:
+            return "failing"
+        # Malformed but usable, until the feed parses clean (304s say nothing new).
+        return "parsed with errors" if self.state.bozo else "ok"
 
     def share(self, missing: int) -> float | None:
         """``missing`` as a share of the feed's stored articles (None without articles)."""
@@ -314,6 +322,7 @@ def feed_health(
     listed = {feed.url for feed in feeds}
     unlisted = [url for url in states if url not in listed] if include_unlisted else []
     stats = store.feed_stats([*listed, *unlisted], now - RECENT)
+    waiting = store.revisit_counts([*listed, *unlisted])
     report = [
         FeedHealth(
             url=feed.url,
@@ -322,6 +331,7 @@ def feed_health(
             enabled=feed.enabled,
             state=states.get(feed.url),
             stats=stats.get(feed.url, FeedStats()),
+            revisits=waiting.get(feed.url, RevisitCounts()),
         )
         for feed in feeds
     ]
@@ -333,6 +343,7 @@ def feed_health(
             enabled=False,
             state=states[url],
             stats=stats.get(url, FeedStats()),
+            revisits=waiting.get(url, RevisitCounts()),
         )
         for url in sorted(unlisted)
     )
@@ -404,6 +415,8 @@ def health_rows(
                 "failures": str(state.consecutive_failures if state else 0),
                 "last_error": error,
                 "next_poll": _age(state.next_poll_at if state else None, now, human),
+                "retries": str(feed.revisits.retries),
+                "given_up": str(feed.revisits.given_up),
                 "articles": str(feed.stats.articles),
                 "last_24h": str(feed.stats.recent),
                 "no_date": _percent(feed.share(feed.stats.missing_published_at), human),

@@ -16,12 +16,15 @@ every feed on a small thread pool.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from datetime import UTC, datetime
 
 from connectors import Buffer, Store, open_buffer, open_store
 from connectors.buffer import Consumer
+from newsflow import revisits
 from newsflow.collect import Claims, collect, plan
 from newsflow.extract import Extractor
 from newsflow.feeds import poll_feed
@@ -35,6 +38,7 @@ from schemas import FeedConfig, FeedState
 
 __all__ = [
     "BatchCallback",
+    "Clock",
     "FetchSlot",
     "PollRun",
     "drain",
@@ -57,8 +61,16 @@ BatchCallback = Callable[[IndexSummary, Consumer, float], None]
 """Called after every indexed batch with the running counts, the consumer and its seconds."""
 
 
+Clock = Callable[[], datetime]
+"""What time it is (timezone-aware); tests pass their own."""
+
+
 def _no_slot() -> AbstractContextManager[object]:
     return nullcontext()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def select_feeds(feeds: Sequence[FeedConfig], tags: Sequence[str] | None) -> list[FeedConfig]:
@@ -73,11 +85,16 @@ class PollRun:
     Use it as a context manager: entering opens the buffer and the store (creating the
     topics and indices when missing), the HTTP client and the extraction pool; leaving
     closes them. One instance may serve several cycles (``newsflow run --every``), so the
-    extraction pool is started once.
+    extraction pool is started once. ``clock`` tells the time that polls, retries and
+    rechecks are scheduled by; ``rng`` draws the retry jitter.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, clock: Clock = _utc_now, rng: random.Random | None = None
+    ) -> None:
         self.settings = settings
+        self.clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - scheduling jitter, not security
         self._stack = ExitStack()
         self._parts: tuple[Buffer, Store, Fetcher, Extractor] | None = None
         self.claims = Claims()
@@ -125,42 +142,60 @@ class PollRun:
     ) -> PollSummary:
         """Poll one feed: plan its entries, collect their pages, publish the new revisions.
 
+        Besides the feed's new entries, every poll (a 304 or an unchanged feed too) fetches
+        the feed's due retries and rechecks (:mod:`newsflow.revisits`), and records what
+        became of them once the articles are in the buffer.
+
         A feed that fails (unreachable, malformed) is counted, not raised: its health is
         in its state. Only an unreachable buffer or store raises, and then the feed's
         state does not move on, so that the next attempt plans the same entries again.
         """
         buffer, store, fetcher, extractor = self._open()
+        settings = self.settings.feed
+        now = self.clock()
         counts = PollSummary()
-        polled = poll_feed(feed, state, fetcher, self.settings.feed, force=force, runner=extractor)
+        polled = poll_feed(feed, state, fetcher, settings, now=now, force=force, runner=extractor)
         if polled.status in ("not_due", "disabled"):
             counts.feeds_not_due += 1
             return counts
         counts.feeds_polled += 1
         counts.not_modified += polled.status in ("not_modified", "unchanged")
         counts.failed += polled.status == "failed"
+        counts.parsed_with_errors += polled.state.bozo
         counts.entries_seen += len(polled.entries)
         entries = plan(polled.entries, store) if polled.entries else []
         counts.new += len(entries)
-        if entries:
+        due = revisits.gather(feed, entries, store, settings, now)
+        counts.retried += len(due.retries)
+        counts.rechecked += len(due.rechecks)
+        work = [*entries, *due.entries]
+        if work:
             progress = reporter()
-            progress.add("fetch+extract", len(entries))
+            progress.add("fetch+extract", len(work))
             with fetch_slot():
-                articles, collected = collect(
+                collected = collect(
                     feed,
-                    entries,
+                    work,
                     fetcher=fetcher,
                     extractor=extractor,
                     store=store,
                     claims=self.claims,
                     respect_robots=feed.respect_robots,
                     on_page=lambda: progress.advance("fetch+extract"),
+                    conditional=due.conditional(),
                 )
-            counts.merge(collected)
+            counts.merge(collected.counts)
+            articles = collected.articles
             try:
                 counts.published += publish(buffer, self.settings.kafka.topic, articles)
             except Exception:
                 self.claims.release([a.doc_id for a in articles])
                 raise
+            counts.merge(
+                revisits.settle(
+                    feed, work, collected.outcomes, due, store, settings, now, self._rng
+                )
+            )
         # Feed state moves on only once its articles are safe in the buffer.
         store.put_feed_states([polled.state])
         return counts

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from newsflow import __version__
+from newsflow.durations import parse_duration
 from newsflow.errors import ConfigError
 
 __all__ = [
@@ -89,6 +90,8 @@ class ElasticsearchSettings(BaseSettings):
     """Every revision of every article, keyed ``<doc_id>:<revision>``."""
     feeds_index: str = "newsflow-feeds"
     """Per-feed state: conditional-GET validators, health, backoff."""
+    revisits_index: str = "newsflow-revisits"
+    """Pages polls fetch again: the retry set of failed pages and the recheck schedule."""
     shards: int = Field(default=1, ge=1)
     """Primary shards of newly created indices."""
     replicas: int = Field(default=0, ge=0)
@@ -175,6 +178,30 @@ class FeedSettings(BaseSettings):
     parse_timeout: float = Field(default=30.0, gt=0)
     """Seconds the feed parser may spend on one feed body (in a worker of the extraction
     pool, under its memory limit); past it the poll fails and the feed backs off."""
+    page_retry_base: float = Field(default=300.0, gt=0)
+    """First wait before an article page that failed transiently (5xx, 429, timeout,
+    extraction timeout or crash) is fetched again; doubles with every failed attempt."""
+    page_retry_max: float = Field(default=6 * 3600.0, gt=0)
+    """Longest wait between two attempts of a failed page (also caps its Retry-After)."""
+    page_retry_give_up: float = Field(default=48 * 3600.0, ge=0)
+    """Seconds after its first failure when a page is given up (kept, marked, counted)."""
+    page_retries_per_poll: int = Field(default=20, ge=0)
+    """Failed pages retried per feed and poll at most (0: none)."""
+    recheck_after: Annotated[tuple[float, ...], NoDecode] = (3600.0, 21600.0, 86400.0, 259200.0)
+    """When a new article's page is fetched again for corrections its feed does not
+    announce, counted from first seen: durations, comma-separated (``1h,6h,24h,72h``);
+    empty: never. A feed opts out with ``recheck = false``."""
+    rechecks_per_poll: int = Field(default=20, ge=0)
+    """Article pages re-checked per feed and poll at most (0: none)."""
+
+    @field_validator("recheck_after", mode="before")
+    @classmethod
+    def _durations(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return tuple(sorted(parse_duration(part) for part in value))
+        return value
 
 
 class IndexerSettings(BaseSettings):

@@ -27,6 +27,18 @@ class PollSummary:
     extracted: int = 0
     published: int = 0
     duplicates: int = 0
+    retried: int = 0
+    """Pages of the retry set fetched again."""
+    recovered: int = 0
+    """Pages of the retry set that made it this time (published or duplicate)."""
+    given_up: int = 0
+    """Pages that passed the give-up horizon in this run."""
+    rechecked: int = 0
+    """Stored articles fetched again on the recheck schedule."""
+    recheck_changed: int = 0
+    """Rechecks that found changed content (a new revision published)."""
+    parsed_with_errors: int = 0
+    """Feeds polled whose last parsed body was malformed but usable (bozo)."""
     skipped: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 

@@ -23,6 +23,11 @@ class FeedConfig(BaseModel):
     respect_robots: bool | None = Field(
         default=None, description="Override the global robots.txt setting for this feed."
     )
+    recheck: bool | None = Field(
+        default=None,
+        description="Re-check new articles for corrections the feed does not announce "
+        "(NEWSFLOW_FEED_RECHECK_AFTER); false: never for this feed. Default: on.",
+    )
 
 
 class FeedState(BaseModel):
@@ -50,6 +55,11 @@ class FeedState(BaseModel):
     )
     bozo_message: str | None = Field(
         default=None, description="Parser complaint about a malformed but usable feed."
+    )
+    bozo: bool = Field(
+        default=False,
+        description="The last parsed body was malformed but usable; kept across 304 and "
+        "unchanged polls and failures until the feed parses clean.",
     )
     entries_seen: int = Field(default=0, description="Entries in the last parsed body.")
 

@@ -99,6 +99,7 @@ def stack_env(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: 
         "NEWSFLOW_ELASTICSEARCH_INDEX": f"t{run}-articles",
         "NEWSFLOW_ELASTICSEARCH_HISTORY_INDEX": f"t{run}-history",
         "NEWSFLOW_ELASTICSEARCH_FEEDS_INDEX": f"t{run}-feeds",
+        "NEWSFLOW_ELASTICSEARCH_REVISITS_INDEX": f"t{run}-revisits",
         "NEWSFLOW_FETCH_ALLOW_PRIVATE_NETWORKS": "true",
         "NEWSFLOW_FETCH_PER_HOST_DELAY": "0",
         "NEWSFLOW_FETCH_PER_HOST_CONCURRENCY": "8",

@@ -199,7 +199,7 @@ def _answered(
     body_hash = hashlib.sha256(response.body).hexdigest()
     if response.status == 304 or body_hash == state.body_hash:
         # Nothing new: a 304, or the server ignored our conditional headers and sent the
-        # same bytes again.
+        # same bytes again. What the last parse found (bozo, bozo_message) still holds.
         same: FeedStatus = "not_modified" if response.status == 304 else "unchanged"
         update = _success_update(config, state, response, settings, now, state.ttl_seconds)
         update.update(_validators(response, state, keep=True), last_status=same)
@@ -214,6 +214,7 @@ def _answered(
         body_hash=body_hash,
         last_status=status,
         bozo_message=_truncate(parsed.bozo_message) if parsed.bozo_message else None,
+        bozo=parsed.bozo,
         entries_seen=parsed.entries_seen,
     )
     return FeedPoll(state=state.model_copy(update=update), entries=parsed.entries, status=status)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from connectors.store import SearchQuery, Store
+from connectors.store import Revisit, RevisitCounts, SearchQuery, Store
 from newsflow.identity import content_hash, doc_id
-from schemas import Article, FeedState
+from schemas import Article, FeedEntry, FeedState
 
 
 def _revision(article: Article, minutes: int, text: str | None = None) -> Article:
@@ -145,6 +146,59 @@ def test_feed_stats_count_recent_and_missing_fields_per_feed(
     assert (stats[other_feed].articles, stats[other_feed].recent) == (1, 0)
     assert stats["https://unknown/feed"].articles == 0
     assert store.feed_stats([], now) == {}
+
+
+def _revisit(feed: str, n: int, now: datetime, **update: object) -> Revisit:
+    link = f"https://news.example.com/story-{n}.html"
+    fields: dict[str, object] = {
+        "feed_url": feed,
+        "kind": "retry",
+        "key": doc_id(link),
+        "entry": FeedEntry(link=link, title=f"Story {n}", published_at=now),
+        "attempts": 1,
+        "first_at": now - timedelta(hours=1),
+        "next_at": now,
+        "last_error_class": "TransientHttpError",
+        "last_error_message": f"{link}: HTTP 503",
+    }
+    fields.update(update)
+    return Revisit(**fields)  # type: ignore[arg-type]
+
+
+def test_revisits_round_trip_come_due_in_order_and_are_dropped(store: Store) -> None:
+    feed, other = "https://news.example.com/feeds/a.rss", "https://news.example.com/feeds/b.rss"
+    now = datetime.now(UTC).replace(microsecond=0)
+    late = _revisit(feed, 1, now, next_at=now - timedelta(minutes=5))
+    early = _revisit(feed, 2, now, next_at=now - timedelta(minutes=30), attempts=3)
+    later = _revisit(feed, 3, now, next_at=now + timedelta(minutes=5))
+    gone = _revisit(feed, 4, now, next_at=now - timedelta(hours=2), given_up=True)
+    recheck = _revisit(feed, 5, now, kind="recheck", etag='"v1"', last_modified="Mon, 01 Jan")
+    elsewhere = _revisit(other, 1, now, next_at=now - timedelta(hours=1))
+    store.put_revisits([late, early, later, gone, recheck, elsewhere])
+    store.refresh()
+
+    assert store.due_revisits(feed, "retry", now, 10) == [early, late]
+    assert store.due_revisits(feed, "retry", now, 1) == [early]
+    assert store.due_revisits(feed, "retry", now, 0) == []
+    assert store.due_revisits(feed, "recheck", now, 10) == [recheck]
+    keys = [late.key, gone.key, recheck.key, doc_id("https://unknown/")]
+    assert store.revisits(feed, "retry", keys) == {late.key: late, gone.key: gone}
+    assert store.revisits(feed, "retry", []) == {}
+    assert store.revisit_counts([feed, other, "https://unknown/feed"]) == {
+        feed: RevisitCounts(retries=3, given_up=1, rechecks=1),
+        other: RevisitCounts(retries=1),
+        "https://unknown/feed": RevisitCounts(),
+    }
+
+    again = replace(late, attempts=2, next_at=now + timedelta(hours=1))
+    store.put_revisits([again])
+    store.drop_revisits(feed, "retry", [early.key, doc_id("https://unknown/")])
+    store.drop_revisits(feed, "retry", [])
+    store.refresh()
+    assert store.due_revisits(feed, "retry", now, 10) == []
+    assert store.revisits(feed, "retry", [late.key]) == {late.key: again}
+    assert store.revisits(feed, "recheck", [recheck.key]) == {recheck.key: recheck}
+    assert store.revisit_counts([feed])[feed] == RevisitCounts(retries=2, given_up=1, rechecks=1)
 
 
 def test_check_passes_once_set_up_and_counts_what_is_stored(

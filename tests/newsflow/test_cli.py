@@ -311,3 +311,40 @@ def test_a_store_path_that_cannot_be_opened_is_one_error_line(embedded_env: Path
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "buffer.sqlite3" in errors[0], stderr
     assert "NEWSFLOW_DATA_DIR" in errors[0] and "Traceback" not in stderr
+
+
+def test_feeds_status_shows_pending_retries_given_up_and_bozo_feeds(
+    embedded_env: Path, site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSFLOW_FETCH_ALLOW_PRIVATE_NETWORKS", "true")
+    monkeypatch.setenv("NEWSFLOW_FETCH_PER_HOST_DELAY", "0")
+    textfile = embedded_env / "newsflow.prom"
+    monkeypatch.setenv("NEWSFLOW_METRICS_TEXTFILE", str(textfile))
+    monkeypatch.setenv("NEWSFLOW_FEED_PAGE_RETRY_BASE", "0.001")
+    site.set("business/coffee-prices-jsonld.html", "<h1>busy</h1>", status=503)
+    _invoke("feeds", "add", site.url("feeds/business.rss"))
+    _invoke("feeds", "add", site.url("feeds/broken.rss"))
+    stdout, _ = _invoke("run", "--once", "--feeds", "feeds.toml")
+    assert _pairs(stdout)["parsed_with_errors"] == "1"
+    samples = _samples(textfile.read_text())
+    assert samples[("newsflow_poll_feeds_last_run", (("count", "parsed_with_errors"),))] == 1
+    for count in ("retried", "recovered", "given_up", "rechecked", "recheck_changed"):
+        assert ("newsflow_poll_feeds_last_run", (("count", count),)) in samples
+
+    stdout, _ = _invoke("feeds", "status")
+    rows = {row["feed"]: row for row in _tsv(stdout)}
+    business, broken = rows[site.url("feeds/business.rss")], rows[site.url("feeds/broken.rss")]
+    assert (business["health"], business["retries"], business["given_up"]) == ("ok", "1", "0")
+    assert broken["health"] == "parsed with errors"
+
+    # Due again at once (a tiny backoff), still failing, and past the give-up horizon (0 s
+    # here): given up, and kept in view.
+    monkeypatch.setenv("NEWSFLOW_FEED_PAGE_RETRY_GIVE_UP", "0")
+    stdout, _ = _invoke("run", "--once", "--force", "--feeds", "feeds.toml")
+    polled = _pairs(stdout)
+    assert (polled["retried"], polled["given_up"], polled["not_modified"]) == ("1", "1", "2")
+    stdout, _ = _invoke("feeds", "status")
+    rows = {row["feed"]: row for row in _tsv(stdout)}
+    business, broken = rows[site.url("feeds/business.rss")], rows[site.url("feeds/broken.rss")]
+    assert (business["retries"], business["given_up"]) == ("0", "1")
+    assert broken["health"] == "parsed with errors"  # a 304 says nothing new

@@ -284,6 +284,8 @@ def test_health_joins_feed_state_and_article_counts(
         "failures": "0",
         "last_error": "",
         "next_poll": "in 10m",
+        "retries": "0",
+        "given_up": "0",
         "articles": "4",
         "last_24h": "3",
         "no_date": "25%",

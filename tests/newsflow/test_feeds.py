@@ -316,12 +316,18 @@ def test_bozo_feed_keeps_entries(server: FeedServer, fetcher: Fetcher) -> None:
     assert {e.link for e in result.entries} == {"https://x.example/1", "https://x.example/2"}
     assert result.state.last_status == "bozo"
     assert result.state.bozo_message and "mismatched tag" in result.state.bozo_message
+    assert result.state.bozo
+
+    # The same body again (or a 304) says nothing new: the complaint still holds.
+    same = poll(server.url("/f"), result.state, fetcher)
+    assert same.status == "unchanged" and same.state.last_status == "unchanged"
+    assert same.state.bozo and same.state.bozo_message == result.state.bozo_message
 
     # A clean body afterwards clears the complaint.
     server.routes["/f"] = Reply(200, rss_item_feed("https://x.example/3"), XML)
-    again = poll(server.url("/f"), result.state, fetcher)
+    again = poll(server.url("/f"), same.state, fetcher)
     assert again.status == "ok"
-    assert again.state.bozo_message is None
+    assert again.state.bozo_message is None and not again.state.bozo
 
 
 def test_html_page_is_not_a_feed(server: FeedServer, fetcher: Fetcher) -> None:
