@@ -204,3 +204,58 @@ def test_stack_up_status_down(tmp_path: Path) -> None:
     after = _run(env, "status", timeout=60)
     assert after.returncode != 0
     assert after.stdout == ""
+
+
+CLUSTER_KAFKA_PORT = 39092
+CLUSTER_ES_PORT = 39200
+
+
+def test_stack_up_nodes_3_forms_one_kafka_and_one_elasticsearch_cluster(tmp_path: Path) -> None:
+    """Three brokers in a three-voter KRaft quorum and three ES nodes; down stops all six."""
+    home = tmp_path / "cluster-home"
+    env = dict(os.environ)
+    env.update(
+        NEWSFLOW_STACK_HOME=str(home),
+        NEWSFLOW_STACK_CACHE=_default_cache(),
+        NEWSFLOW_STACK_KAFKA_PORT=str(CLUSTER_KAFKA_PORT),
+        NEWSFLOW_STACK_ES_PORT=str(CLUSTER_ES_PORT),
+        NEWSFLOW_STACK_PREFECT="0",
+        NEWSFLOW_STACK_TIMEOUT="300",
+    )
+    seen: dict[str, int] = {}
+    try:
+        up = _run(env, "up", "--nodes", "3")
+        assert up.returncode == 0, f"stack up --nodes 3 failed:\n{up.stderr}"
+        seen.update(_pids(home / "run"))
+        assert {"kafka", "kafka-2", "kafka-3", "es", "es-2", "es-3"} <= set(seen), seen
+
+        status = _run(env, "status", timeout=60)
+        assert status.returncode == 0, status.stderr
+        values = dict(line.split("=", 1) for line in status.stdout.strip().splitlines())
+        brokers = [f"127.0.0.1:{CLUSTER_KAFKA_PORT + 2 * i}" for i in range(3)]
+        nodes = [f"http://127.0.0.1:{CLUSTER_ES_PORT + i}" for i in range(3)]
+        assert values == {
+            "NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS": ",".join(brokers),
+            "NEWSFLOW_ELASTICSEARCH_URL": ",".join(nodes),
+        }
+        for broker in brokers:
+            host, port = broker.rsplit(":", 1)
+            assert _kafka_api_versions(host, int(port)) > 10
+        for node in nodes:
+            health = _get_json(f"{node}/_cluster/health")
+            assert health["number_of_nodes"] == 3 and health["status"] == "green", health
+
+        again = _run(env, "up", "--nodes", "1", timeout=60)
+        assert again.returncode != 0 and "runs with 3 node(s)" in again.stderr
+    finally:
+        down = _run(env, "down", timeout=180)
+        leftovers = [pid for pid in seen.values() if _alive(pid)]
+        leftovers += _stack_procs_mentioning(str(home))
+        for pid in set(leftovers):
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+    assert down.returncode == 0, down.stderr
+    assert not leftovers, f"processes left after down: {sorted(set(leftovers))}"
+    assert not list((home / "run").glob("*.pid"))
