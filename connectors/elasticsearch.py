@@ -15,18 +15,25 @@ an older or repeated revision gets a 409, which is counted as a duplicate.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import elasticsearch
 from elasticsearch import Elasticsearch
 
 from connectors.health import SETUP_HINT, Check
 from connectors.store import FeedStats, IndexOutcome, SearchHit, SearchQuery, SearchResult, SeenDoc
-from newsflow.errors import BackendUnavailable, ConfigError, PermanentError
+from newsflow.errors import (
+    BackendUnavailable,
+    ConfigError,
+    PermanentError,
+    RequestRefused,
+    TransientError,
+)
 from newsflow.identity import content_hash
 from newsflow.settings import ElasticsearchSettings
 from schemas import Article, FeedState
@@ -89,8 +96,17 @@ FEED_MAPPING: dict[str, Any] = {
 
 _SEEN_FIELDS = ["doc_id", "revision", "content_hash", "updated_at", "published_at", "alias_ids"]
 _TRANSIENT_STATUSES = {429, 502, 503, 504}
+_REFUSED_STATUSES = {400, 413}  # for what the request carries (not auth, not a missing index)
 _EMPTY_TEXT_HASH = content_hash("")  # what an article without text is hashed to
 _STATS_CHUNK = 1000  # feeds per aggregation request
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+
+
+def _history_id(article: Article) -> str:
+    return f"{article.doc_id}:{article.revision}"
 
 
 def _feed_key(feed_url: str) -> str:
@@ -111,6 +127,8 @@ def _translated(action: str) -> Iterator[None]:
     except elasticsearch.ApiError as exc:
         if exc.meta.status in _TRANSIENT_STATUSES or exc.meta.status >= 500:
             raise BackendUnavailable(f"Elasticsearch {action} failed: {exc}") from exc
+        if exc.meta.status in _REFUSED_STATUSES:
+            raise RequestRefused(f"Elasticsearch {action} refused: {exc}") from exc
         raise PermanentError(f"Elasticsearch {action} failed: {exc}") from exc
 
 
@@ -196,52 +214,99 @@ class ElasticsearchStore:
             return self._client.search(index=self._alias, **request)
 
     def index_batch(self, articles: Sequence[Article]) -> IndexOutcome:
+        """Write ``articles`` in bulk requests of at most ``bulk_max_bytes`` each.
+
+        Each article is serialised once. One too large for a request on its own is
+        rejected unsent; a request refused as a whole for good (413, or a 400 such as a
+        version out of range) is split until the article(s) at fault are alone, and only
+        those are rejected. A transient failure before anything was written raises; after
+        a first request succeeded, the articles not yet written come back in ``retry``.
+        """
         outcome = IndexOutcome()
-        if not articles:
-            return outcome
-        operations: list[dict[str, Any]] = []
-        for article in articles:
-            doc = article.model_dump(mode="json")
-            operations.append(
-                {
-                    "index": {
-                        "_index": self._alias,
-                        "_id": article.doc_id,
-                        "version": article.revision,
-                        "version_type": "external",
-                    }
-                }
-            )
-            operations.append(doc)
-            operations.append(
-                {"create": {"_index": self._history, "_id": f"{article.doc_id}:{article.revision}"}}
-            )
-            operations.append(doc)
-        with _translated("bulk index"):
-            response = self._client.bulk(operations=operations)
-        items = response["items"]
-        for position in range(len(articles)):
-            main = items[2 * position]["index"]
-            history = items[2 * position + 1]["create"]
-            status = int(main["status"])
-            history_status = int(history["status"])
-            if status in _TRANSIENT_STATUSES or history_status in _TRANSIENT_STATUSES:
-                outcome.retry.append(position)
-            elif status in (200, 201):
-                outcome.indexed += 1
-            elif status == 409:
-                outcome.duplicates += 1
-            else:
-                error = main.get("error") or history.get("error") or {}
-                outcome.rejected[position] = f"{error.get('type')}: {error.get('reason')}"
-            if (
-                position not in outcome.rejected
-                and history_status not in (200, 201, 409)
-                and history_status not in _TRANSIENT_STATUSES
-            ):
-                error = history.get("error") or {}
-                outcome.rejected[position] = f"history {error.get('type')}: {error.get('reason')}"
+        limit = self._settings.bulk_max_bytes
+        chunks: list[list[tuple[int, bytes]]] = []
+        size = 0
+        for position, article in enumerate(articles):
+            lines = self._bulk_lines(article)
+            if len(lines) > limit:
+                outcome.rejected[position] = (
+                    f"request_too_large: the article's bulk lines are {len(lines)} bytes, "
+                    f"NEWSFLOW_ELASTICSEARCH_BULK_MAX_BYTES is {limit}"
+                )
+                continue
+            if not chunks or size + len(lines) > limit:
+                chunks.append([])
+                size = 0
+            chunks[-1].append((position, lines))
+            size += len(lines)
+        sent_any = False
+        for number, chunk in enumerate(chunks):
+            try:
+                self._send(chunk, outcome)
+            except TransientError:
+                if not sent_any:
+                    raise
+                outcome.retry.extend(p for later in chunks[number:] for p, _ in later)
+                break
+            sent_any = True
         return outcome
+
+    def _bulk_lines(self, article: Article) -> bytes:
+        """The four NDJSON lines of one article: current revision and history entry."""
+        doc = article.model_dump_json().encode("utf-8")
+        main = {
+            "index": {
+                "_index": self._alias,
+                "_id": article.doc_id,
+                "version": article.revision,
+                "version_type": "external",
+            }
+        }
+        history = {"create": {"_index": self._history, "_id": _history_id(article)}}
+        return b"%s\n%s\n%s\n%s\n" % (_json(main), doc, _json(history), doc)
+
+    def _send(self, chunk: Sequence[tuple[int, bytes]], outcome: IndexOutcome) -> None:
+        """One bulk request for ``chunk``, halved while the server refuses it whole."""
+        try:
+            with _translated("bulk index"):
+                # The NDJSON serialiser forwards bytes as they are: nothing is encoded twice.
+                response = self._client.bulk(operations=cast(Any, [lines for _, lines in chunk]))
+        except RequestRefused as exc:
+            if len(chunk) == 1:
+                outcome.rejected[chunk[0][0]] = f"request refused: {exc}"
+                return
+            logger.warning("bulk request of %d articles refused, splitting: %s", len(chunk), exc)
+            half = len(chunk) // 2
+            self._send(chunk[:half], outcome)
+            self._send(chunk[half:], outcome)
+            return
+        items = response["items"]
+        for offset, (position, _) in enumerate(chunk):
+            self._count(position, items[2 * offset]["index"], items[2 * offset + 1], outcome)
+
+    @staticmethod
+    def _count(
+        position: int, main: dict[str, Any], history_item: dict[str, Any], outcome: IndexOutcome
+    ) -> None:
+        history = history_item["create"]
+        status = int(main["status"])
+        history_status = int(history["status"])
+        if status in _TRANSIENT_STATUSES or history_status in _TRANSIENT_STATUSES:
+            outcome.retry.append(position)
+        elif status in (200, 201):
+            outcome.indexed += 1
+        elif status == 409:
+            outcome.duplicates += 1
+        else:
+            error = main.get("error") or history.get("error") or {}
+            outcome.rejected[position] = f"{error.get('type')}: {error.get('reason')}"
+        if (
+            position not in outcome.rejected
+            and history_status not in (200, 201, 409)
+            and history_status not in _TRANSIENT_STATUSES
+        ):
+            error = history.get("error") or {}
+            outcome.rejected[position] = f"history {error.get('type')}: {error.get('reason')}"
 
     def lookup(self, ids: Sequence[str]) -> dict[str, SeenDoc]:
         wanted = list(dict.fromkeys(ids))

@@ -17,6 +17,7 @@ __all__ = [
     "NewsflowError",
     "PermanentError",
     "PublishError",
+    "RequestRefused",
     "TransientError",
 ]
 
@@ -31,6 +32,14 @@ class TransientError(NewsflowError):
 
 class PermanentError(NewsflowError):
     """Marker: retrying the same call will fail the same way (bad input, 4xx, policy)."""
+
+
+class RequestRefused(PermanentError):
+    """A request refused as a whole for what it carries (too large, malformed, out of range).
+
+    Sent again unchanged it fails again; sent in parts, only the part with the records at
+    fault does. The indexer splits a refused batch until those records are alone.
+    """
 
 
 class ConfigError(PermanentError):
