@@ -10,6 +10,7 @@ __all__ = [
     "PermanentFetchError",
     "TransientFetchError",
     "BackendUnavailable",
+    "CommitLost",
     "ConfigError",
     "DecodeError",
     "FeedError",
@@ -75,3 +76,11 @@ class PublishError(TransientError):
 
 class BackendUnavailable(TransientError):
     """Kafka or Elasticsearch (or the embedded store) could not be reached."""
+
+
+class CommitLost(TransientError):
+    """An offset commit the buffer refused because the consumer group moved on (rebalance).
+
+    Nothing is lost: the member rejoins at its next poll, and the records it did not
+    commit are delivered again (to it or another member) and count as duplicates.
+    """

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from connectors.buffer import Buffer, Consumer, InRecord, OutRecord
 from connectors.store import ArticleWriter
-from newsflow.errors import DecodeError, RequestRefused, TransientError
+from newsflow.errors import CommitLost, DecodeError, RequestRefused, TransientError
 from newsflow.publish import SCHEMA_HEADER
 from newsflow.settings import IndexerSettings, KafkaSettings
 from newsflow.summary import IndexSummary
@@ -176,7 +176,12 @@ class Indexer:
                     letter.record.offset,
                     letter.error[:200],
                 )
-        consumer.commit()
+        try:
+            consumer.commit()
+        except CommitLost as exc:
+            # Another member owns (some of) these partitions now and gets the records
+            # again; the store counts them as duplicates. The next poll rejoins.
+            logger.warning("offsets not committed, records will be redelivered: %s", exc)
         logger.info(
             "batch records=%d indexed=%d duplicates=%d dead_lettered=%d retries=%d",
             len(records),

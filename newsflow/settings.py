@@ -79,6 +79,10 @@ class KafkaSettings(BaseSettings):
     """Replication factor when newsflow creates the topics (3 on a production cluster)."""
     consumer_group: str = "newsflow-indexer"
     """Consumer group of the indexer; run several indexers to share partitions."""
+    max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    """Longest an indexer may take between two polls before the group gives its partitions
+    to another member; a batch held up longer (e.g. by bulk retries) is not committed and
+    is delivered again."""
     client_id: str = "newsflow"
     """Client id sent to the brokers (shows up in broker logs and quotas)."""
     compression_type: str = "zstd"

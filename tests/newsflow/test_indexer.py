@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,7 +13,9 @@ import pytest
 from kafka import KafkaConsumer
 
 from connectors import open_buffer, open_store
-from connectors.buffer import InRecord, OutRecord
+from connectors.buffer import Consumer, InRecord, OutRecord
+from connectors.elasticsearch import ElasticsearchStore
+from connectors.kafka import KafkaBuffer
 from connectors.sqlite_buffer import SqliteBuffer, SqliteConsumer
 from connectors.sqlite_store import SqliteStore
 from connectors.store import IndexOutcome
@@ -19,6 +24,7 @@ from newsflow.identity import content_hash, doc_id
 from newsflow.indexer import DecodeError, Indexer, decode
 from newsflow.publish import encode
 from newsflow.settings import IndexerSettings, KafkaSettings, Settings
+from newsflow.summary import IndexSummary
 from schemas import Article
 from tests.support.indexing import index_until_idle
 
@@ -244,3 +250,82 @@ def test_oversized_and_refused_records_are_dead_lettered_and_the_rest_committed(
     assert "BULK_MAX_BYTES" in letters[oversized.doc_id]["error"]
     assert "out of range" in letters[refused.doc_id]["error"]
     assert index_until_idle(settings).consumed == 0  # committed: no wedge, no redelivery
+
+
+@pytest.mark.integration
+def test_a_member_joining_and_leaving_mid_drain_loses_nothing_and_duplicates_nothing(
+    stack_env: str, sample_article: Article, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A member that does not poll for 3 s loses its partitions (and its next commit).
+    settings = Settings(kafka=KafkaSettings(max_poll_interval_ms=3_000))
+    articles = [_story(sample_article, n) for n in range(90)]
+    buffer = KafkaBuffer(settings.kafka)
+    buffer.ensure_topics([settings.kafka.topic, settings.kafka.dlq_topic])
+    buffer.publish(settings.kafka.topic, [encode(a) for a in articles])
+    buffer.close()
+    second_joining = threading.Event()
+    stop_second = threading.Event()
+
+    class SlowStore(ElasticsearchStore):
+        """The real store; the first member's batch in flight when the second joins is
+        held past the poll interval, so the group moves on without it."""
+
+        held = False
+
+        def index_batch(self, batch: Sequence[Article]) -> IndexOutcome:
+            if second_joining.is_set() and not SlowStore.held:
+                SlowStore.held = True
+                time.sleep(6)
+            time.sleep(0.05)
+            return super().index_batch(batch)
+
+    indexer_settings = IndexerSettings(batch_size=5, idle_timeout=10)
+    summaries: dict[str, IndexSummary] = {}
+    failures: list[BaseException] = []
+
+    def member(
+        name: str,
+        stop: threading.Event | None,
+        on_batch: Callable[[IndexSummary, Consumer, float], None],
+    ) -> None:
+        own_buffer = KafkaBuffer(settings.kafka)
+        store = SlowStore(settings.elasticsearch)
+        try:
+            summaries[name] = Indexer(
+                own_buffer, store, settings.kafka, indexer_settings, on_batch=on_batch
+            ).run(until_idle=stop is None, stop=stop)
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+        finally:
+            own_buffer.close()
+            store.close()
+
+    def second_batch(summary: IndexSummary, consumer: Consumer, seconds: float) -> None:
+        if summary.batches >= 3:
+            stop_second.set()  # leaves the group after three batches
+
+    def first_batch(summary: IndexSummary, consumer: Consumer, seconds: float) -> None:
+        if summary.batches == 3 and not second_joining.is_set():
+            second_joining.set()
+            threading.Thread(target=member, args=("second", stop_second, second_batch)).start()
+
+    caplog.set_level(logging.WARNING, logger="newsflow.indexer")
+    first = threading.Thread(target=member, args=("first", None, first_batch))
+    first.start()
+    first.join(timeout=240)
+    assert not first.is_alive()
+    stop_second.set()
+    deadline = time.monotonic() + 60
+    while "second" not in summaries and not failures and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not failures, failures
+    assert set(summaries) == {"first", "second"}
+    assert any("will be redelivered" in r.getMessage() for r in caplog.records)
+
+    total = summaries["first"].indexed + summaries["second"].indexed
+    assert total == len(articles)  # each document written once; redeliveries are duplicates
+    store = ElasticsearchStore(settings.elasticsearch)
+    store.refresh()
+    assert store.count() == len({a.doc_id for a in articles})
+    assert all(store.get(a.doc_id) is not None for a in articles)
+    store.close()
