@@ -19,6 +19,7 @@ from newsflow import __version__
 from newsflow.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_INDEX_PREFIX",
     "ElasticsearchSettings",
     "ExtractSettings",
     "FeedSettings",

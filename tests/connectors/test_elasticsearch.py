@@ -1,15 +1,20 @@
-"""The Elasticsearch store's settings and error translation (no node needed)."""
+"""The Elasticsearch store's settings, names and error translation; side-by-side
+deployments on the real node (``integration``)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
+from elasticsearch import Elasticsearch
+from pydantic import ValidationError
 
 from connectors.elasticsearch import ElasticsearchStore
 from newsflow.errors import BackendUnavailable, ConfigError, PermanentError, TransientError
-from newsflow.settings import ElasticsearchSettings
-from schemas import FeedState
+from newsflow.identity import doc_id
+from newsflow.settings import ElasticsearchSettings, index_name
+from schemas import Article, FeedState
 
 
 def test_a_missing_url_is_a_config_error() -> None:
@@ -51,3 +56,70 @@ def test_a_feed_state_the_mapping_rejects_is_permanent() -> None:
 def test_a_throttled_feed_state_write_is_transient() -> None:
     with pytest.raises(BackendUnavailable, match="feed state not stored"):
         _put(_Bulk(429, "es_rejected_execution_exception"))
+
+
+def test_every_name_derives_from_the_prefix_and_explicit_names_override() -> None:
+    default = ElasticsearchSettings()
+    assert (default.index, default.history_index, default.feeds_index) == (
+        "news-articles",
+        "news-articles-history",
+        "newsflow-feeds",
+    )
+    acme = ElasticsearchSettings(prefix="acme-eu")
+    assert (acme.index, acme.history_index, acme.feeds_index) == (
+        "acme-eu-articles",
+        "acme-eu-articles-history",
+        "acme-eu-feeds",
+    )
+    assert ElasticsearchSettings(prefix="acme", feeds_index="legacy").feeds_index == "legacy"
+    assert index_name("acme", "feeds_index") == "acme-feeds"
+
+
+@pytest.mark.parametrize("prefix", ["news-articles", "a-articles-b", "newsflow", "Upper", "-x"])
+def test_a_prefix_whose_names_could_overlap_another_is_refused(prefix: str) -> None:
+    with pytest.raises(ValidationError, match="prefix"):
+        ElasticsearchSettings(prefix=prefix)
+
+
+@pytest.mark.integration
+def test_two_deployments_share_a_node_without_seeing_each_other(
+    stack: dict[str, str], sample_article: Article
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    # The second prefix starts with the first: their template patterns still cannot overlap.
+    first, second = (
+        ElasticsearchStore(ElasticsearchSettings(url=stack["elasticsearch"], prefix=prefix))
+        for prefix in (f"t{run}", f"t{run}-b")
+    )
+    try:
+        first.ensure()
+        second.ensure()  # a 400 (overlapping templates) before the prefix existed
+        other = sample_article.model_copy(
+            update={"doc_id": doc_id("https://x/other"), "url": "https://x/other"}
+        )
+        assert first.index_batch([sample_article]).indexed == 1
+        assert second.index_batch([other]).indexed == 1
+        first.put_feed_states([FeedState(feed_url="https://a/feed", consecutive_failures=1)])
+        second.put_feed_states([FeedState(feed_url="https://b/feed", consecutive_failures=2)])
+        first.refresh()
+        second.refresh()
+        for mine, theirs, store in (
+            (sample_article, other, first),
+            (other, sample_article, second),
+        ):
+            assert store.count() == 1
+            assert store.get(mine.doc_id) is not None and store.get(theirs.doc_id) is None
+            assert [a.doc_id for a in store.history(mine.doc_id)] == [mine.doc_id]
+            assert store.history(theirs.doc_id) == []
+            assert not any(check.failed for check in store.check(timeout=5))
+        assert [s.feed_url for s in first.all_feed_states()] == ["https://a/feed"]
+        assert [s.feed_url for s in second.all_feed_states()] == ["https://b/feed"]
+    finally:
+        first.close()
+        second.close()
+        client = Elasticsearch(stack["elasticsearch"])
+        names = list(client.indices.get(index=f"t{run}-*", expand_wildcards="all"))
+        client.indices.delete(index=names, ignore_unavailable=True)
+        for prefix in (f"t{run}", f"t{run}-b"):
+            client.indices.delete_index_template(name=f"{prefix}-articles-template")
+        client.close()
