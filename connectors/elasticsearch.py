@@ -3,7 +3,9 @@
 Layout (all created by :meth:`ElasticsearchStore.ensure`, idempotently):
 
 - an index template over ``<index>-*`` and ``<history_index>-*`` with the article mapping;
-- ``<index>-000001`` behind the alias ``<index>`` (write index: rollover-ready);
+- ``<index>-000001`` behind the alias ``<index>``: an entity index, one document per
+  article, never rolled over (external versions are compared within one concrete index
+  only); :meth:`ElasticsearchStore.reindex` moves the alias to a new index instead;
 - ``<history_index>-000001`` behind the alias ``<history_index>``: one document per
   revision, id ``<doc_id>:<revision>``;
 - ``<feeds_index>``: one document per feed.
@@ -19,11 +21,12 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 import elasticsearch
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, helpers
 
 from connectors.health import SETUP_HINT, Check
 from connectors.store import FeedStats, IndexOutcome, SearchHit, SearchQuery, SearchResult, SeenDoc
@@ -38,7 +41,7 @@ from newsflow.identity import content_hash
 from newsflow.settings import ElasticsearchSettings
 from schemas import Article, FeedState
 
-__all__ = ["ARTICLE_MAPPING", "FEED_MAPPING", "ElasticsearchStore"]
+__all__ = ["ARTICLE_MAPPING", "FEED_MAPPING", "ElasticsearchStore", "Reindexed"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +102,39 @@ _TRANSIENT_STATUSES = {429, 502, 503, 504}
 _REFUSED_STATUSES = {400, 413}  # for what the request carries (not auth, not a missing index)
 _EMPTY_TEXT_HASH = content_hash("")  # what an article without text is hashed to
 _STATS_CHUNK = 1000  # feeds per aggregation request
+
+
+@dataclass(frozen=True, slots=True)
+class Reindexed:
+    """What :meth:`ElasticsearchStore.reindex` did."""
+
+    alias: str
+    old: list[str]
+    new: str
+    copied: int
+    caught_up: int
+    """Documents copied again after the swap (written to the old index meanwhile)."""
+    deleted_old: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "alias": self.alias,
+            "old": ",".join(self.old),
+            "new": self.new,
+            "copied": self.copied,
+            "caught_up": self.caught_up,
+            "old_deleted": self.deleted_old,
+        }
+
+
+def _next_index(alias: str, existing: Sequence[str]) -> str:
+    """``<alias>-NNNNNN``, numbered after the highest of ``existing``."""
+    numbers = [
+        int(name.rsplit("-", 1)[1])
+        for name in existing
+        if name.startswith(f"{alias}-") and name.rsplit("-", 1)[1].isdigit()
+    ]
+    return f"{alias}-{max(numbers, default=len(existing)) + 1:06d}"
 
 
 def _json(value: Any) -> bytes:
@@ -171,9 +207,12 @@ class ElasticsearchStore:
 
     # -- set-up ----------------------------------------------------------------------
 
-    def ensure(self) -> None:
+    def _index_settings(self) -> dict[str, Any]:
         s = self._settings
-        index_settings = {"number_of_shards": s.shards, "number_of_replicas": s.replicas}
+        return {"number_of_shards": s.shards, "number_of_replicas": s.replicas}
+
+    def ensure(self) -> None:
+        index_settings = self._index_settings()
         with _translated("set-up"):
             self._client.indices.put_index_template(
                 name=f"{self._alias}-template",
@@ -205,6 +244,68 @@ class ElasticsearchStore:
         except elasticsearch.BadRequestError as exc:
             if exc.error != "resource_already_exists_exception":
                 raise  # another process may have created it concurrently: that is fine
+
+    # -- index lifecycle -------------------------------------------------------------
+
+    def reindex(self, *, history: bool = False, delete_old: bool = False) -> Reindexed:
+        """Move the articles (or with ``history`` the history) to a new concrete index.
+
+        The new index gets the current mapping; every document is copied with its
+        revision as external version (history entries with ``create``), the alias is
+        swapped to it in one ``_aliases`` request, and the documents written to the old
+        index during the copy are copied once more (older versions lose, with 409). The
+        old index is kept, outside the alias, unless ``delete_old``.
+        """
+        alias = self._history if history else self._alias
+        self.ensure()  # the template, and so the mapping, of this version
+        with _translated("reindex"):
+            old = sorted(self._client.indices.get_alias(name=alias))
+            new = _next_index(alias, old)
+            self._create_index(new, None, settings=self._index_settings(), mappings=ARTICLE_MAPPING)
+            copied = self._copy(old, new, versioned=not history)
+            actions: list[dict[str, Any]] = [
+                {"remove": {"index": index, "alias": alias}} for index in old
+            ]
+            actions.append({"add": {"index": new, "alias": alias, "is_write_index": True}})
+            self._client.indices.update_aliases(actions=actions)
+            caught_up = self._copy(old, new, versioned=not history)
+            if delete_old:
+                self._client.indices.delete(index=old)
+        logger.info("reindexed alias=%s old=%s new=%s copied=%d", alias, ",".join(old), new, copied)
+        return Reindexed(alias, old, new, copied, caught_up, delete_old)
+
+    def _copy(self, sources: Sequence[str], target: str, *, versioned: bool) -> int:
+        """Copy every document of ``sources`` into ``target``; the number written."""
+
+        def actions() -> Iterator[dict[str, Any]]:
+            for hit in helpers.scan(self._client, index=list(sources)):
+                action: dict[str, Any] = {
+                    "_index": target,
+                    "_id": hit["_id"],
+                    "_source": hit["_source"],
+                }
+                if versioned:
+                    action.update(version=int(hit["_source"]["revision"]), version_type="external")
+                else:
+                    action["_op_type"] = "create"
+                yield action
+
+        self._client.indices.refresh(index=list(sources))
+        written = 0
+        for ok, item in helpers.streaming_bulk(
+            self._client,
+            actions(),
+            max_chunk_bytes=self._settings.bulk_max_bytes,
+            raise_on_error=False,
+            raise_on_exception=True,
+        ):
+            result = next(iter(item.values()))
+            if ok:
+                written += 1
+            elif int(result.get("status", 0)) != 409:  # 409: the newer revision is there
+                raise PermanentError(f"reindex into {target} failed: {result.get('error')}")
+        self._client.indices.refresh(index=target)
+        return written
 
     # -- articles --------------------------------------------------------------------
 
@@ -354,7 +455,10 @@ class ElasticsearchStore:
                 sort=[{"revision": "asc"}],
                 size=1000,
             )
-        return [Article.model_validate(hit["_source"]) for hit in response["hits"]["hits"]]
+        # After a rollover of the history alias a replayed revision is stored once per
+        # concrete index; it is still one revision.
+        revisions = {int(hit["_source"]["revision"]): hit for hit in response["hits"]["hits"]}
+        return [Article.model_validate(hit["_source"]) for hit in revisions.values()]
 
     def count(self) -> int:
         with _translated("count"):
@@ -520,7 +624,7 @@ class ElasticsearchStore:
         )
         checks = [(Check.fail if status == "red" else Check.ok)("elasticsearch", detail)]
         checks.append(self._template_check(client, names[0]))
-        checks.append(_alias_check(client, names[1], alias))
+        checks.append(_alias_check(client, names[1], alias, entity=True))
         checks.append(_alias_check(client, names[2], history))
         try:
             if client.indices.exists(index=feeds):
@@ -550,8 +654,12 @@ class ElasticsearchStore:
         self._client.close()
 
 
-def _alias_check(client: Elasticsearch, name: str, alias: str) -> Check:
-    """An alias with exactly one write index (what rollover and the writers need)."""
+def _alias_check(client: Elasticsearch, name: str, alias: str, *, entity: bool = False) -> Check:
+    """An alias with exactly one write index; with ``entity`` exactly one index at all.
+
+    External versions are compared within one concrete index only: behind an articles
+    alias rolled over, an update would become a second document.
+    """
     try:
         indices = dict(client.indices.get_alias(name=alias))
     except elasticsearch.NotFoundError:
@@ -574,6 +682,12 @@ def _alias_check(client: Elasticsearch, name: str, alias: str) -> Check:
     if len(writers) != 1:
         return Check.fail(
             name, f"{len(writers)} write indices behind {alias}: {', '.join(writers)}"
+        )
+    if entity and len(indices) > 1:
+        return Check.fail(
+            name,
+            f"{len(indices)} indices behind {alias} ({', '.join(sorted(indices))}): it must "
+            "not be rolled over (updates would duplicate); use `newsflow reindex`",
         )
     try:
         count = int(client.count(index=alias)["count"])

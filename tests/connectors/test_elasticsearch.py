@@ -4,16 +4,19 @@ deployments on the real node (``integration``)."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
 from connectors.elasticsearch import ElasticsearchStore
+from newsflow.cli import app
 from newsflow.errors import BackendUnavailable, ConfigError, PermanentError, TransientError
-from newsflow.identity import doc_id
-from newsflow.settings import ElasticsearchSettings, index_name
+from newsflow.identity import content_hash, doc_id
+from newsflow.settings import ElasticsearchSettings, Settings, index_name
 from schemas import Article, FeedState
 
 
@@ -122,4 +125,87 @@ def test_two_deployments_share_a_node_without_seeing_each_other(
         client.indices.delete(index=names, ignore_unavailable=True)
         for prefix in (f"t{run}", f"t{run}-b"):
             client.indices.delete_index_template(name=f"{prefix}-articles-template")
+        client.close()
+
+
+def _revised(article: Article, minutes: int) -> Article:
+    moment = article.fetched_at + timedelta(minutes=minutes)
+    text = f"Revised {minutes} minutes later. " * 20
+    return article.model_copy(
+        update={
+            "revision": Article.revision_of(moment),
+            "fetched_at": moment,
+            "text": text,
+            "content_hash": content_hash(text),
+        }
+    )
+
+
+@pytest.mark.integration
+def test_after_a_reindex_an_update_is_still_one_document_and_the_newest_wins(
+    stack_env: str, sample_article: Article
+) -> None:
+    settings = Settings().elasticsearch
+    store = ElasticsearchStore(settings)
+    client = Elasticsearch(settings.url)
+    try:
+        store.ensure()
+        first, second, third = (_revised(sample_article, m) for m in (0, 10, 20))
+        store.index_batch([second])
+
+        result = CliRunner().invoke(app, ["reindex"])  # keeps the old index
+        assert result.exit_code == 0, result.output
+        assert "copied=1" in result.output
+        assert list(client.indices.get_alias(name=settings.index)) == [f"{settings.index}-000002"]
+        assert client.indices.exists(index=f"{settings.index}-000001")
+
+        assert store.index_batch([first]).duplicates == 1  # the older revision still loses
+        assert store.index_batch([third]).indexed == 1
+        store.refresh()
+        assert store.count() == 1
+        current = store.get(sample_article.doc_id)
+        assert current is not None and current.revision == third.revision
+
+        done = store.reindex(delete_old=True)
+        assert (done.new, done.copied) == (f"{settings.index}-000003", 1)
+        assert not client.indices.exists(index=f"{settings.index}-000002")
+        assert store.index_batch([second]).duplicates == 1
+        store.refresh()
+        assert store.count() == 1 and store.get(sample_article.doc_id) == current
+
+        # The history moves the same way; a replay adds no second entry.
+        history = store.reindex(history=True)
+        assert history.copied == 3  # the late older revision is history too
+        assert store.index_batch([third]).duplicates == 1
+        store.refresh()
+        revisions = [a.revision for a in store.history(sample_article.doc_id)]
+        assert revisions == [first.revision, second.revision, third.revision]
+        assert not any(check.failed for check in store.check(timeout=5))
+    finally:
+        store.close()
+        client.close()
+
+
+@pytest.mark.integration
+def test_the_doctor_fails_a_rolled_over_articles_alias_and_history_replays_stay_single(
+    stack_env: str, sample_article: Article
+) -> None:
+    settings = Settings().elasticsearch
+    store = ElasticsearchStore(settings)
+    client = Elasticsearch(settings.url)
+    try:
+        store.ensure()
+        store.index_batch([sample_article])
+        client.indices.rollover(alias=settings.index)  # what an ILM policy would do
+        client.indices.rollover(alias=settings.history_index)
+        checks = {check.name: check for check in store.check(timeout=5)}
+        alias = checks[f"elasticsearch alias {settings.index}"]
+        assert alias.failed and "newsflow reindex" in alias.detail
+        assert not checks[f"elasticsearch alias {settings.history_index}"].failed
+        store.index_batch([sample_article])  # a replay after the history rolled over
+        store.refresh()
+        history = store.history(sample_article.doc_id)
+        assert [a.revision for a in history] == [sample_article.revision]
+    finally:
+        store.close()
         client.close()
