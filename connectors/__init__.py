@@ -82,4 +82,8 @@ def open_store(settings: Settings, *, create: bool = True) -> Store:
         return ElasticsearchStore(settings.elasticsearch)
     from connectors.sqlite_store import SqliteStore
 
-    return SqliteStore(_data_dir(settings, create) / "store.sqlite3", lazy=not create)
+    return SqliteStore(
+        _data_dir(settings, create) / "store.sqlite3",
+        lazy=not create,
+        bulk_max_bytes=settings.elasticsearch.bulk_max_bytes,
+    )

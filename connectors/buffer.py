@@ -45,7 +45,11 @@ class Consumer(Protocol):
         ...
 
     def commit(self) -> None:
-        """Mark every record returned by ``poll`` so far as done for the group."""
+        """Mark every record returned by ``poll`` so far as done for the group.
+
+        Raises :class:`newsflow.errors.CommitLost` when the group rebalanced meanwhile:
+        the uncommitted records will be delivered again; polling rejoins the group.
+        """
         ...
 
     def lag(self) -> dict[int, int]:

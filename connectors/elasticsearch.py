@@ -3,7 +3,9 @@
 Layout (all created by :meth:`ElasticsearchStore.ensure`, idempotently):
 
 - an index template over ``<index>-*`` and ``<history_index>-*`` with the article mapping;
-- ``<index>-000001`` behind the alias ``<index>`` (write index: rollover-ready);
+- ``<index>-000001`` behind the alias ``<index>``: an entity index, one document per
+  article, never rolled over (external versions are compared within one concrete index
+  only); :meth:`ElasticsearchStore.reindex` moves the alias to a new index instead;
 - ``<history_index>-000001`` behind the alias ``<history_index>``: one document per
   revision, id ``<doc_id>:<revision>``;
 - ``<feeds_index>``: one document per feed;
@@ -17,14 +19,16 @@ an older or repeated revision gets a 409, which is counted as a duplicate.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import elasticsearch
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, helpers
 
 from connectors.health import SETUP_HINT, Check
 from connectors.store import (
@@ -38,12 +42,24 @@ from connectors.store import (
     SearchResult,
     SeenDoc,
 )
-from newsflow.errors import BackendUnavailable, ConfigError, PermanentError
+from newsflow.errors import (
+    BackendUnavailable,
+    ConfigError,
+    PermanentError,
+    RequestRefused,
+    TransientError,
+)
 from newsflow.identity import content_hash
 from newsflow.settings import ElasticsearchSettings
 from schemas import Article, FeedState
 
-__all__ = ["ARTICLE_MAPPING", "FEED_MAPPING", "REVISIT_MAPPING", "ElasticsearchStore"]
+__all__ = [
+    "ARTICLE_MAPPING",
+    "FEED_MAPPING",
+    "REVISIT_MAPPING",
+    "ElasticsearchStore",
+    "Reindexed",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +137,50 @@ REVISIT_MAPPING: dict[str, Any] = {
 
 _SEEN_FIELDS = ["doc_id", "revision", "content_hash", "updated_at", "published_at", "alias_ids"]
 _TRANSIENT_STATUSES = {429, 502, 503, 504}
+_REFUSED_STATUSES = {400, 413}  # for what the request carries (not auth, not a missing index)
 _EMPTY_TEXT_HASH = content_hash("")  # what an article without text is hashed to
 _STATS_CHUNK = 1000  # feeds per aggregation request
+
+
+@dataclass(frozen=True, slots=True)
+class Reindexed:
+    """What :meth:`ElasticsearchStore.reindex` did."""
+
+    alias: str
+    old: list[str]
+    new: str
+    copied: int
+    caught_up: int
+    """Documents copied again after the swap (written to the old index meanwhile)."""
+    deleted_old: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "alias": self.alias,
+            "old": ",".join(self.old),
+            "new": self.new,
+            "copied": self.copied,
+            "caught_up": self.caught_up,
+            "old_deleted": self.deleted_old,
+        }
+
+
+def _next_index(alias: str, existing: Sequence[str]) -> str:
+    """``<alias>-NNNNNN``, numbered after the highest of ``existing``."""
+    numbers = [
+        int(name.rsplit("-", 1)[1])
+        for name in existing
+        if name.startswith(f"{alias}-") and name.rsplit("-", 1)[1].isdigit()
+    ]
+    return f"{alias}-{max(numbers, default=len(existing)) + 1:06d}"
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+
+
+def _history_id(article: Article) -> str:
+    return f"{article.doc_id}:{article.revision}"
 
 
 def _feed_key(feed_url: str) -> str:
@@ -161,6 +219,8 @@ def _translated(action: str) -> Iterator[None]:
     except elasticsearch.ApiError as exc:
         if exc.meta.status in _TRANSIENT_STATUSES or exc.meta.status >= 500:
             raise BackendUnavailable(f"Elasticsearch {action} failed: {exc}") from exc
+        if exc.meta.status in _REFUSED_STATUSES:
+            raise RequestRefused(f"Elasticsearch {action} refused: {exc}") from exc
         raise PermanentError(f"Elasticsearch {action} failed: {exc}") from exc
 
 
@@ -204,9 +264,12 @@ class ElasticsearchStore:
 
     # -- set-up ----------------------------------------------------------------------
 
-    def ensure(self) -> None:
+    def _index_settings(self) -> dict[str, Any]:
         s = self._settings
-        index_settings = {"number_of_shards": s.shards, "number_of_replicas": s.replicas}
+        return {"number_of_shards": s.shards, "number_of_replicas": s.replicas}
+
+    def ensure(self) -> None:
+        index_settings = self._index_settings()
         with _translated("set-up"):
             self._client.indices.put_index_template(
                 name=f"{self._alias}-template",
@@ -248,6 +311,68 @@ class ElasticsearchStore:
             if exc.error != "resource_already_exists_exception":
                 raise  # another process may have created it concurrently: that is fine
 
+    # -- index lifecycle -------------------------------------------------------------
+
+    def reindex(self, *, history: bool = False, delete_old: bool = False) -> Reindexed:
+        """Move the articles (or with ``history`` the history) to a new concrete index.
+
+        The new index gets the current mapping; every document is copied with its
+        revision as external version (history entries with ``create``), the alias is
+        swapped to it in one ``_aliases`` request, and the documents written to the old
+        index during the copy are copied once more (older versions lose, with 409). The
+        old index is kept, outside the alias, unless ``delete_old``.
+        """
+        alias = self._history if history else self._alias
+        self.ensure()  # the template, and so the mapping, of this version
+        with _translated("reindex"):
+            old = sorted(self._client.indices.get_alias(name=alias))
+            new = _next_index(alias, old)
+            self._create_index(new, None, settings=self._index_settings(), mappings=ARTICLE_MAPPING)
+            copied = self._copy(old, new, versioned=not history)
+            actions: list[dict[str, Any]] = [
+                {"remove": {"index": index, "alias": alias}} for index in old
+            ]
+            actions.append({"add": {"index": new, "alias": alias, "is_write_index": True}})
+            self._client.indices.update_aliases(actions=actions)
+            caught_up = self._copy(old, new, versioned=not history)
+            if delete_old:
+                self._client.indices.delete(index=old)
+        logger.info("reindexed alias=%s old=%s new=%s copied=%d", alias, ",".join(old), new, copied)
+        return Reindexed(alias, old, new, copied, caught_up, delete_old)
+
+    def _copy(self, sources: Sequence[str], target: str, *, versioned: bool) -> int:
+        """Copy every document of ``sources`` into ``target``; the number written."""
+
+        def actions() -> Iterator[dict[str, Any]]:
+            for hit in helpers.scan(self._client, index=list(sources)):
+                action: dict[str, Any] = {
+                    "_index": target,
+                    "_id": hit["_id"],
+                    "_source": hit["_source"],
+                }
+                if versioned:
+                    action.update(version=int(hit["_source"]["revision"]), version_type="external")
+                else:
+                    action["_op_type"] = "create"
+                yield action
+
+        self._client.indices.refresh(index=list(sources))
+        written = 0
+        for ok, item in helpers.streaming_bulk(
+            self._client,
+            actions(),
+            max_chunk_bytes=self._settings.bulk_max_bytes,
+            raise_on_error=False,
+            raise_on_exception=True,
+        ):
+            result = next(iter(item.values()))
+            if ok:
+                written += 1
+            elif int(result.get("status", 0)) != 409:  # 409: the newer revision is there
+                raise PermanentError(f"reindex into {target} failed: {result.get('error')}")
+        self._client.indices.refresh(index=target)
+        return written
+
     # -- articles --------------------------------------------------------------------
 
     def _articles(self, action: str, **request: Any) -> Any:
@@ -256,52 +381,99 @@ class ElasticsearchStore:
             return self._client.search(index=self._alias, **request)
 
     def index_batch(self, articles: Sequence[Article]) -> IndexOutcome:
+        """Write ``articles`` in bulk requests of at most ``bulk_max_bytes`` each.
+
+        Each article is serialised once. One too large for a request on its own is
+        rejected unsent; a request refused as a whole for good (413, or a 400 such as a
+        version out of range) is split until the article(s) at fault are alone, and only
+        those are rejected. A transient failure before anything was written raises; after
+        a first request succeeded, the articles not yet written come back in ``retry``.
+        """
         outcome = IndexOutcome()
-        if not articles:
-            return outcome
-        operations: list[dict[str, Any]] = []
-        for article in articles:
-            doc = article.model_dump(mode="json")
-            operations.append(
-                {
-                    "index": {
-                        "_index": self._alias,
-                        "_id": article.doc_id,
-                        "version": article.revision,
-                        "version_type": "external",
-                    }
-                }
-            )
-            operations.append(doc)
-            operations.append(
-                {"create": {"_index": self._history, "_id": f"{article.doc_id}:{article.revision}"}}
-            )
-            operations.append(doc)
-        with _translated("bulk index"):
-            response = self._client.bulk(operations=operations)
-        items = response["items"]
-        for position in range(len(articles)):
-            main = items[2 * position]["index"]
-            history = items[2 * position + 1]["create"]
-            status = int(main["status"])
-            history_status = int(history["status"])
-            if status in _TRANSIENT_STATUSES or history_status in _TRANSIENT_STATUSES:
-                outcome.retry.append(position)
-            elif status in (200, 201):
-                outcome.indexed += 1
-            elif status == 409:
-                outcome.duplicates += 1
-            else:
-                error = main.get("error") or history.get("error") or {}
-                outcome.rejected[position] = f"{error.get('type')}: {error.get('reason')}"
-            if (
-                position not in outcome.rejected
-                and history_status not in (200, 201, 409)
-                and history_status not in _TRANSIENT_STATUSES
-            ):
-                error = history.get("error") or {}
-                outcome.rejected[position] = f"history {error.get('type')}: {error.get('reason')}"
+        limit = self._settings.bulk_max_bytes
+        chunks: list[list[tuple[int, bytes]]] = []
+        size = 0
+        for position, article in enumerate(articles):
+            lines = self._bulk_lines(article)
+            if len(lines) > limit:
+                outcome.rejected[position] = (
+                    f"request_too_large: the article's bulk lines are {len(lines)} bytes, "
+                    f"NEWSFLOW_ELASTICSEARCH_BULK_MAX_BYTES is {limit}"
+                )
+                continue
+            if not chunks or size + len(lines) > limit:
+                chunks.append([])
+                size = 0
+            chunks[-1].append((position, lines))
+            size += len(lines)
+        sent_any = False
+        for number, chunk in enumerate(chunks):
+            try:
+                self._send(chunk, outcome)
+            except TransientError:
+                if not sent_any:
+                    raise
+                outcome.retry.extend(p for later in chunks[number:] for p, _ in later)
+                break
+            sent_any = True
         return outcome
+
+    def _bulk_lines(self, article: Article) -> bytes:
+        """The four NDJSON lines of one article: current revision and history entry."""
+        doc = article.model_dump_json().encode("utf-8")
+        main = {
+            "index": {
+                "_index": self._alias,
+                "_id": article.doc_id,
+                "version": article.revision,
+                "version_type": "external",
+            }
+        }
+        history = {"create": {"_index": self._history, "_id": _history_id(article)}}
+        return b"%s\n%s\n%s\n%s\n" % (_json(main), doc, _json(history), doc)
+
+    def _send(self, chunk: Sequence[tuple[int, bytes]], outcome: IndexOutcome) -> None:
+        """One bulk request for ``chunk``, halved while the server refuses it whole."""
+        try:
+            with _translated("bulk index"):
+                # The NDJSON serialiser forwards bytes as they are: nothing is encoded twice.
+                response = self._client.bulk(operations=cast(Any, [lines for _, lines in chunk]))
+        except RequestRefused as exc:
+            if len(chunk) == 1:
+                outcome.rejected[chunk[0][0]] = f"request refused: {exc}"
+                return
+            logger.warning("bulk request of %d articles refused, splitting: %s", len(chunk), exc)
+            half = len(chunk) // 2
+            self._send(chunk[:half], outcome)
+            self._send(chunk[half:], outcome)
+            return
+        items = response["items"]
+        for offset, (position, _) in enumerate(chunk):
+            self._count(position, items[2 * offset]["index"], items[2 * offset + 1], outcome)
+
+    @staticmethod
+    def _count(
+        position: int, main: dict[str, Any], history_item: dict[str, Any], outcome: IndexOutcome
+    ) -> None:
+        history = history_item["create"]
+        status = int(main["status"])
+        history_status = int(history["status"])
+        if status in _TRANSIENT_STATUSES or history_status in _TRANSIENT_STATUSES:
+            outcome.retry.append(position)
+        elif status in (200, 201):
+            outcome.indexed += 1
+        elif status == 409:
+            outcome.duplicates += 1
+        else:
+            error = main.get("error") or history.get("error") or {}
+            outcome.rejected[position] = f"{error.get('type')}: {error.get('reason')}"
+        if (
+            position not in outcome.rejected
+            and history_status not in (200, 201, 409)
+            and history_status not in _TRANSIENT_STATUSES
+        ):
+            error = history.get("error") or {}
+            outcome.rejected[position] = f"history {error.get('type')}: {error.get('reason')}"
 
     def lookup(self, ids: Sequence[str]) -> dict[str, SeenDoc]:
         wanted = list(dict.fromkeys(ids))
@@ -349,7 +521,10 @@ class ElasticsearchStore:
                 sort=[{"revision": "asc"}],
                 size=1000,
             )
-        return [Article.model_validate(hit["_source"]) for hit in response["hits"]["hits"]]
+        # After a rollover of the history alias a replayed revision is stored once per
+        # concrete index; it is still one revision.
+        revisions = {int(hit["_source"]["revision"]): hit for hit in response["hits"]["hits"]}
+        return [Article.model_validate(hit["_source"]) for hit in revisions.values()]
 
     def count(self) -> int:
         with _translated("count"):
@@ -613,7 +788,7 @@ class ElasticsearchStore:
         )
         checks = [(Check.fail if status == "red" else Check.ok)("elasticsearch", detail)]
         checks.append(self._template_check(client, names[0]))
-        checks.append(_alias_check(client, names[1], alias))
+        checks.append(_alias_check(client, names[1], alias, entity=True))
         checks.append(_alias_check(client, names[2], history))
         try:
             if client.indices.exists(index=feeds):
@@ -643,8 +818,12 @@ class ElasticsearchStore:
         self._client.close()
 
 
-def _alias_check(client: Elasticsearch, name: str, alias: str) -> Check:
-    """An alias with exactly one write index (what rollover and the writers need)."""
+def _alias_check(client: Elasticsearch, name: str, alias: str, *, entity: bool = False) -> Check:
+    """An alias with exactly one write index; with ``entity`` exactly one index at all.
+
+    External versions are compared within one concrete index only: behind an articles
+    alias rolled over, an update would become a second document.
+    """
     try:
         indices = dict(client.indices.get_alias(name=alias))
     except elasticsearch.NotFoundError:
@@ -667,6 +846,12 @@ def _alias_check(client: Elasticsearch, name: str, alias: str) -> Check:
     if len(writers) != 1:
         return Check.fail(
             name, f"{len(writers)} write indices behind {alias}: {', '.join(writers)}"
+        )
+    if entity and len(indices) > 1:
+        return Check.fail(
+            name,
+            f"{len(indices)} indices behind {alias} ({', '.join(sorted(indices))}): it must "
+            "not be rolled over (updates would duplicate); use `newsflow reindex`",
         )
     try:
         count = int(client.count(index=alias)["count"])

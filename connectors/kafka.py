@@ -10,20 +10,25 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic, OffsetSpec
 from kafka.errors import (
     AuthorizationError,
+    CommitFailedError,
+    IllegalGenerationError,
     InvalidPartitionsError,
     InvalidReplicationFactorError,
     InvalidTopicError,
     KafkaConfigurationError,
     KafkaError,
     PolicyViolationError,
+    RebalanceInProgressError,
     SaslAuthenticationFailedError,
     TopicAlreadyExistsError,
+    UnknownMemberIdError,
 )
 
 from connectors.buffer import InRecord, OutRecord
 from connectors.health import SETUP_HINT, Check, describe_lag
 from newsflow.errors import (
     BackendUnavailable,
+    CommitLost,
     ConfigError,
     NewsflowError,
     PermanentError,
@@ -43,6 +48,14 @@ _REFUSED = (
     SaslAuthenticationFailedError,
 )
 """Answers that come back the same however often the request is sent."""
+
+_GROUP_MOVED_ON = (
+    CommitFailedError,
+    IllegalGenerationError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
+"""Commit answers meaning the group rebalanced: the member rejoins at its next poll."""
 
 
 def _translated(exc: KafkaError, action: str) -> NewsflowError:
@@ -89,6 +102,7 @@ class KafkaGroupConsumer:
                 # Large enough for a full poll of 100 KB articles; bounded by max_records.
                 fetch_max_bytes=64 * 1024 * 1024,
                 max_partition_fetch_bytes=settings.max_request_size,
+                max_poll_interval_ms=settings.max_poll_interval_ms,
                 **connection_options(settings),
             )
         except KafkaConfigurationError as exc:
@@ -122,6 +136,8 @@ class KafkaGroupConsumer:
     def commit(self) -> None:
         try:
             self._consumer.commit()
+        except _GROUP_MOVED_ON as exc:
+            raise CommitLost(f"Kafka offset commit lost to a rebalance: {exc}") from exc
         except KafkaError as exc:
             raise BackendUnavailable(f"Kafka offset commit failed: {exc}") from exc
 

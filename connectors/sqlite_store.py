@@ -7,8 +7,10 @@ Used when ``NEWSFLOW_ELASTICSEARCH_URL`` is unset; keeps the Elasticsearch store
   versioning answers those with 409);
 - every revision is kept in ``history``, keyed ``(doc_id, revision)``;
 - a document Elasticsearch would refuse for good is ``rejected``, not raised: a keyword
-  value longer than 32766 bytes of UTF-8 (Lucene's "immense term") or a revision beyond a
-  signed 64-bit version. Nothing is throttled, so ``retry`` stays empty.
+  value longer than 32766 bytes of UTF-8 (Lucene's "immense term"), a revision beyond a
+  signed 64-bit version, or an article too large for one bulk request
+  (``NEWSFLOW_ELASTICSEARCH_BULK_MAX_BYTES``). Nothing is throttled, so ``retry`` stays
+  empty.
 
 Search is FTS5 with BM25 over title (weight 3), summary (2), text and authors (1), the
 boosts of the Elasticsearch ``multi_match``; like it, the words of a query are OR-ed
@@ -54,6 +56,7 @@ from connectors.store import (
     SeenDoc,
 )
 from newsflow.identity import content_hash
+from newsflow.settings import ElasticsearchSettings
 from schemas import Article, FeedState
 
 __all__ = ["MAX_TERM_BYTES", "SqliteStore", "fts_query"]
@@ -63,6 +66,7 @@ logger = logging.getLogger(__name__)
 MAX_TERM_BYTES = 32766
 """Longest keyword value Elasticsearch (Lucene) indexes, in bytes of UTF-8."""
 
+DEFAULT_BULK_MAX_BYTES: int = ElasticsearchSettings.model_fields["bulk_max_bytes"].default
 _WHAT = "embedded store"
 _TABLES = {"articles", "articles_fts", "aliases", "history", "feeds", "revisits"}
 _NOT_SET_UP = "run the indexer, or call ensure()"
@@ -201,8 +205,14 @@ def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _refusal(article: Article) -> str | None:
+def _refusal(article: Article, bulk_max_bytes: int) -> str | None:
     """Why Elasticsearch would refuse ``article`` for good, or None."""
+    size = 2 * len(article.model_dump_json().encode("utf-8"))
+    if size > bulk_max_bytes:
+        return (
+            f"request_too_large: the article's two copies are {size} bytes, "
+            f"NEWSFLOW_ELASTICSEARCH_BULK_MAX_BYTES is {bulk_max_bytes}"
+        )
     if article.revision > _MAX_VERSION:
         return (
             "illegal_argument_exception: version "
@@ -223,9 +233,16 @@ def _refusal(article: Article) -> str | None:
 class SqliteStore:
     """The :class:`~connectors.store.Store` in one SQLite file (see the module docs)."""
 
-    def __init__(self, path: Path, *, lazy: bool = False) -> None:
-        """Open (creating if needed) the file at ``path``; ``lazy``: at its first use."""
+    def __init__(
+        self, path: Path, *, lazy: bool = False, bulk_max_bytes: int = DEFAULT_BULK_MAX_BYTES
+    ) -> None:
+        """Open (creating if needed) the file at ``path``; ``lazy``: at its first use.
+
+        ``bulk_max_bytes`` is the Elasticsearch store's request bound: an article whose
+        two copies (current and history) exceed it is rejected, as there.
+        """
         self._path = path
+        self._bulk_max_bytes = bulk_max_bytes
         self._db = _sqlite.Database(path, _WHAT, lazy=lazy)
 
     @property
@@ -263,7 +280,7 @@ class SqliteStore:
             return outcome
         with self._session("bulk index", write=True) as db:
             for position, article in enumerate(articles):
-                reason = _refusal(article)
+                reason = _refusal(article, self._bulk_max_bytes)
                 if reason is not None:
                     outcome.rejected[position] = reason
                     continue

@@ -608,6 +608,34 @@ def feeds_status(feeds: _FeedsFile = None) -> None:
 
 
 @app.command()
+def reindex(
+    history: Annotated[
+        bool, typer.Option("--history", help="Move the history alias instead of the articles.")
+    ] = False,
+    delete_old: Annotated[
+        bool, typer.Option("--delete-old", help="Delete the old index once the alias moved.")
+    ] = False,
+) -> None:
+    """Copy the articles into a new index with the current mapping and move the alias.
+
+    Versions are kept (the newest revision still wins), the alias moves in one atomic
+    request, and writes made during the copy are copied after the move.
+    """
+    from connectors.elasticsearch import ElasticsearchStore
+
+    with _clear_errors():
+        settings = _settings()
+        if not settings.elasticsearch.url:
+            raise ConfigError("reindex needs Elasticsearch: NEWSFLOW_ELASTICSEARCH_URL is not set")
+        store = ElasticsearchStore(settings.elasticsearch)
+        try:
+            done = store.reindex(history=history, delete_old=delete_old)
+        finally:
+            store.close()
+    _report("reindex", done.as_dict())
+
+
+@app.command()
 def doctor(
     timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds each network request may take.")

@@ -10,6 +10,7 @@ __all__ = [
     "PermanentFetchError",
     "TransientFetchError",
     "BackendUnavailable",
+    "CommitLost",
     "ConfigError",
     "DecodeError",
     "FeedError",
@@ -18,6 +19,7 @@ __all__ = [
     "NewsflowError",
     "PermanentError",
     "PublishError",
+    "RequestRefused",
     "TransientError",
 ]
 
@@ -32,6 +34,14 @@ class TransientError(NewsflowError):
 
 class PermanentError(NewsflowError):
     """Marker: retrying the same call will fail the same way (bad input, 4xx, policy)."""
+
+
+class RequestRefused(PermanentError):
+    """A request refused as a whole for what it carries (too large, malformed, out of range).
+
+    Sent again unchanged it fails again; sent in parts, only the part with the records at
+    fault does. The indexer splits a refused batch until those records are alone.
+    """
 
 
 class ConfigError(PermanentError):
@@ -71,3 +81,11 @@ class PublishError(TransientError):
 
 class BackendUnavailable(TransientError):
     """Kafka or Elasticsearch (or the embedded store) could not be reached."""
+
+
+class CommitLost(TransientError):
+    """An offset commit the buffer refused because the consumer group moved on (rebalance).
+
+    Nothing is lost: the member rejoins at its next poll, and the records it did not
+    commit are delivered again (to it or another member) and count as duplicates.
+    """

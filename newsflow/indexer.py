@@ -4,7 +4,9 @@ A batch is polled, decoded here (not in a client deserializer, so a malformed re
 reaches the dead-letter topic intact), bulk-written, and only when the store has
 acknowledged every document of the batch and the dead letters are published are the
 offsets committed. Transient store failures are retried with backoff for as long as it
-takes; nothing is skipped.
+takes; nothing is skipped. What the store refuses for good goes to the dead-letter topic
+and nothing else does: a batch refused as a whole (too large, one record out of range) is
+halved until the records at fault are alone, so no record can wedge the indexer.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pydantic import ValidationError
 
 from connectors.buffer import Buffer, Consumer, InRecord, OutRecord
 from connectors.store import ArticleWriter
-from newsflow.errors import DecodeError, TransientError
+from newsflow.errors import CommitLost, DecodeError, RequestRefused, TransientError
 from newsflow.publish import SCHEMA_HEADER
 from newsflow.settings import IndexerSettings, KafkaSettings
 from newsflow.summary import IndexSummary
@@ -128,26 +130,39 @@ class Indexer:
             except DecodeError as exc:
                 dead.append(_DeadLetter(record, "DecodeError", str(exc)))
 
-        pending = list(range(len(articles)))
+        # Groups of positions still to write; a refused group is halved, a throttled part
+        # comes back, until every article is written or dead-lettered.
+        groups = [list(range(len(articles)))] if articles else []
         attempt = 0
         indexed_before, duplicates_before = summary.indexed, summary.duplicates
-        while pending:
+        while groups:
+            pending = groups.pop()
             try:
                 outcome = self._store.index_batch([articles[i] for i in pending])
             except TransientError as exc:
                 attempt += 1
                 summary.retries += 1
                 self._backoff(attempt, f"bulk request failed: {exc}")
+                groups.append(pending)
+                continue
+            except RequestRefused as exc:
+                if len(pending) == 1:
+                    dead.append(_DeadLetter(origins[pending[0]], "Rejected", str(exc)))
+                else:
+                    logger.warning("%d articles refused as a whole, splitting", len(pending))
+                    half = len(pending) // 2
+                    groups += [pending[half:], pending[:half]]
                 continue
             summary.indexed += outcome.indexed
             summary.duplicates += outcome.duplicates
             for position, reason in outcome.rejected.items():
                 dead.append(_DeadLetter(origins[pending[position]], "Rejected", reason))
-            pending = [pending[i] for i in outcome.retry]
-            if pending:
+            throttled = [pending[i] for i in outcome.retry]
+            if throttled:
                 attempt += 1
                 summary.retries += 1
-                self._backoff(attempt, f"{len(pending)} documents throttled")
+                self._backoff(attempt, f"{len(throttled)} documents throttled")
+                groups.append(throttled)
 
         if dead:
             # The dead letters must be safe before the offsets move past their origins.
@@ -161,7 +176,12 @@ class Indexer:
                     letter.record.offset,
                     letter.error[:200],
                 )
-        consumer.commit()
+        try:
+            consumer.commit()
+        except CommitLost as exc:
+            # Another member owns (some of) these partitions now and gets the records
+            # again; the store counts them as duplicates. The next poll rejoins.
+            logger.warning("offsets not committed, records will be redelivered: %s", exc)
         logger.info(
             "batch records=%d indexed=%d duplicates=%d dead_lettered=%d retries=%d",
             len(records),

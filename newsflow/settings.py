@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from newsflow import __version__
@@ -20,6 +20,7 @@ from newsflow.durations import parse_duration
 from newsflow.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_INDEX_PREFIX",
     "ElasticsearchSettings",
     "ExtractSettings",
     "FeedSettings",
@@ -28,6 +29,7 @@ __all__ = [
     "KafkaSettings",
     "KibanaSettings",
     "Settings",
+    "index_name",
     "load_settings",
 ]
 
@@ -36,6 +38,31 @@ def _section(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(
         env_prefix=prefix, env_file=".env", extra="ignore", validate_default=True
     )
+
+
+DEFAULT_INDEX_PREFIX = "news"
+_PREFIX_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+_INDEX_ROLES = {
+    "index": "articles",
+    "history_index": "articles-history",
+    "feeds_index": "feeds",
+    "revisits_index": "revisits",
+}
+"""Setting of each Elasticsearch name -> its suffix after ``<prefix>-``."""
+_NAMES_BEFORE_PREFIXES = {"feeds_index": "newsflow-feeds", "revisits_index": "newsflow-revisits"}
+"""Names of the default prefix that predate the scheme and are kept as they were."""
+
+
+def index_name(prefix: str, role: str) -> str:
+    """The Elasticsearch name of ``role`` (a key of ``_INDEX_ROLES``) under ``prefix``.
+
+    ``news`` (the default) gives ``news-articles``, ``news-articles-history`` and
+    ``newsflow-feeds``; ``acme`` gives ``acme-articles``, ``acme-articles-history`` and
+    ``acme-feeds``. A new per-deployment index adds its role to ``_INDEX_ROLES``.
+    """
+    if prefix == DEFAULT_INDEX_PREFIX and role in _NAMES_BEFORE_PREFIXES:
+        return _NAMES_BEFORE_PREFIXES[role]
+    return f"{prefix}-{_INDEX_ROLES[role]}"
 
 
 class KafkaSettings(BaseSettings):
@@ -55,6 +82,10 @@ class KafkaSettings(BaseSettings):
     """Replication factor when newsflow creates the topics (3 on a production cluster)."""
     consumer_group: str = "newsflow-indexer"
     """Consumer group of the indexer; run several indexers to share partitions."""
+    max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    """Longest an indexer may take between two polls before the group gives its partitions
+    to another member; a batch held up longer (e.g. by bulk retries) is not committed and
+    is delivered again."""
     client_id: str = "newsflow"
     """Client id sent to the brokers (shows up in broker logs and quotas)."""
     compression_type: str = "zstd"
@@ -84,14 +115,25 @@ class ElasticsearchSettings(BaseSettings):
 
     url: str | None = None
     """Node URL, e.g. ``http://127.0.0.1:9200``. Unset: the embedded SQLite store is used."""
-    index: str = "news-articles"
-    """Alias that searches and writes go through; concrete indices sit behind it."""
-    history_index: str = "news-articles-history"
-    """Every revision of every article, keyed ``<doc_id>:<revision>``."""
-    feeds_index: str = "newsflow-feeds"
-    """Per-feed state: conditional-GET validators, health, backoff."""
-    revisits_index: str = "newsflow-revisits"
-    """Pages polls fetch again: the retry set of failed pages and the recheck schedule."""
+    prefix: str = Field(default=DEFAULT_INDEX_PREFIX, pattern=_PREFIX_PATTERN)
+    """Every index, alias and template name of this deployment derives from it (see
+    :func:`index_name`), so two deployments with different prefixes share a cluster
+    without seeing each other's data. Lower-case letters, digits, ``-`` and ``_``; the
+    word ``articles`` may not be one of its ``-``-separated parts (it would make the
+    template patterns of two prefixes overlap), and ``newsflow`` is taken."""
+    index: str = ""
+    """Alias that searches and writes go through (one concrete index sits behind it).
+    Empty: ``<prefix>-articles``."""
+    history_index: str = ""
+    """Every revision of every article, keyed ``<doc_id>:<revision>``. Empty:
+    ``<prefix>-articles-history``."""
+    feeds_index: str = ""
+    """Per-feed state: conditional-GET validators, health, backoff. Empty:
+    ``<prefix>-feeds`` (``newsflow-feeds`` for the default prefix, its name before
+    prefixes)."""
+    revisits_index: str = ""
+    """Pages polls fetch again: the retry set of failed pages and the recheck schedule.
+    Empty: ``<prefix>-revisits`` (``newsflow-revisits`` for the default prefix)."""
     shards: int = Field(default=1, ge=1)
     """Primary shards of newly created indices."""
     replicas: int = Field(default=0, ge=0)
@@ -108,6 +150,27 @@ class ElasticsearchSettings(BaseSettings):
     """CA bundle for a private certificate authority."""
     request_timeout: float = Field(default=30.0, gt=0)
     """Seconds per request."""
+    bulk_max_bytes: int = Field(default=20 * 1024 * 1024, ge=64 * 1024)
+    """Largest bulk request body the indexer sends, in bytes; keep it under the cluster's
+    ``http.max_content_length`` (100 MB by default). An article is sent twice (current and
+    history), so one whose two copies exceed this bound is dead-lettered unsent. The
+    default fits two copies of the largest Kafka record (``NEWSFLOW_KAFKA_MAX_REQUEST_SIZE``)."""
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_cannot_overlap(cls, prefix: str) -> str:
+        if "articles" in prefix.split("-"):
+            raise ValueError("'articles' may not be a '-'-separated part of the prefix")
+        if prefix == "newsflow":
+            raise ValueError("'newsflow-feeds' is the feeds index of the default prefix 'news'")
+        return prefix
+
+    @model_validator(mode="after")
+    def _derive_names(self) -> ElasticsearchSettings:
+        for role in _INDEX_ROLES:
+            if not getattr(self, role):
+                setattr(self, role, index_name(self.prefix, role))
+        return self
 
 
 class FetchSettings(BaseSettings):

@@ -44,6 +44,19 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     implementation.close()
 
 
+BOUND = 64 * 1024
+"""The smallest NEWSFLOW_ELASTICSEARCH_BULK_MAX_BYTES, for ``bounded_store``."""
+
+
+@pytest.fixture(params=STORES)
+def bounded_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A set-up store whose bulk requests may hold at most :data:`BOUND` bytes."""
+    implementation = _open_store(request, tmp_path, bulk_max_bytes=BOUND)
+    implementation.ensure()
+    yield implementation
+    implementation.close()
+
+
 @pytest.fixture(params=STORES)
 def unset_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A store on names or a file nobody has set up (no ``ensure()``)."""
@@ -52,16 +65,23 @@ def unset_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stor
     implementation.close()
 
 
-def _open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+def _open_store(
+    request: pytest.FixtureRequest, tmp_path: Path, bulk_max_bytes: int | None = None
+) -> Store:
     if request.param == "elasticsearch":
         request.getfixturevalue("stack_env")
         from connectors.elasticsearch import ElasticsearchStore
 
-        implementation: Store = ElasticsearchStore(Settings().elasticsearch)
+        es = Settings().elasticsearch
+        if bulk_max_bytes is not None:
+            es = es.model_copy(update={"bulk_max_bytes": bulk_max_bytes})
+        implementation: Store = ElasticsearchStore(es)
     elif request.param == "sqlite":
-        from connectors.sqlite_store import SqliteStore
+        from connectors.sqlite_store import DEFAULT_BULK_MAX_BYTES, SqliteStore
 
-        implementation = SqliteStore(tmp_path / "store.sqlite3")
+        implementation = SqliteStore(
+            tmp_path / "store.sqlite3", bulk_max_bytes=bulk_max_bytes or DEFAULT_BULK_MAX_BYTES
+        )
     else:  # pragma: no cover
         raise AssertionError(request.param)
     return implementation

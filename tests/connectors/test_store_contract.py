@@ -96,6 +96,45 @@ def test_a_document_the_store_refuses_is_rejected_not_raised(
     assert outcome.rejected[1]
 
 
+def _numbered(article: Article, number: int, text: str) -> Article:
+    url = f"https://news.example.com/story-{number}"
+    return article.model_copy(update={"doc_id": doc_id(url), "url": url, "text": text})
+
+
+def test_bulk_requests_are_bounded_in_bytes_and_an_oversized_article_is_rejected_unsent(
+    bounded_store: Store, sample_article: Article
+) -> None:
+    # Twelve 12 KB articles fill several requests of the bound; the 40 KB one (sent twice,
+    # current and history) is larger than a request may be.
+    articles = [_numbered(sample_article, n, f"Paragraph {n}. " + "x" * 12_000) for n in range(12)]
+    huge = _numbered(sample_article, 99, "y" * 40_000)
+    outcome = bounded_store.index_batch([*articles[:5], huge, *articles[5:]])
+    assert (outcome.indexed, outcome.duplicates, outcome.retry) == (12, 0, [])
+    assert list(outcome.rejected) == [5]
+    assert "NEWSFLOW_ELASTICSEARCH_BULK_MAX_BYTES" in outcome.rejected[5]
+    bounded_store.refresh()
+    assert bounded_store.count() == 12
+    assert bounded_store.get(huge.doc_id) is None
+
+
+def test_a_request_refused_as_a_whole_is_split_down_to_the_article_at_fault(
+    store: Store, sample_article: Article
+) -> None:
+    # A revision beyond a signed 64-bit version: Elasticsearch refuses the whole request
+    # (400 x_content_parse_exception), not one item.
+    good = [_numbered(sample_article, n, f"Story {n}. " * 40) for n in range(7)]
+    bad = _numbered(sample_article, 50, "Out of range. " * 40).model_copy(
+        update={"revision": 2**64}
+    )
+    outcome = store.index_batch([*good[:3], bad, *good[3:]])
+    assert (outcome.indexed, outcome.retry) == (7, [])
+    assert list(outcome.rejected) == [3]
+    assert "range" in outcome.rejected[3]
+    store.refresh()
+    assert store.count() == 7
+    assert all(store.get(article.doc_id) is not None for article in good)
+
+
 def test_feed_state_round_trip(store: Store) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     state = FeedState(

@@ -31,14 +31,13 @@ from pydantic import SecretStr
 from connectors.elasticsearch import ARTICLE_MAPPING, FEED_MAPPING, ElasticsearchStore
 from newsflow.errors import BackendUnavailable, ConfigError
 from newsflow.kibana import SAVED_OBJECTS_FILE, ImportFailure, import_saved_objects
-from newsflow.settings import ElasticsearchSettings, Settings
+from newsflow.settings import DEFAULT_INDEX_PREFIX, Settings, index_name
 from schemas import Article, FeedState
 
 NDJSON = Path(__file__).resolve().parents[2] / "deploy" / "kibana" / "newsflow.ndjson"
 
-_DEFAULTS = ElasticsearchSettings.model_fields
-ARTICLES_TITLE = str(_DEFAULTS["index"].default)
-FEEDS_TITLE = str(_DEFAULTS["feeds_index"].default)
+ARTICLES_TITLE = index_name(DEFAULT_INDEX_PREFIX, "index")
+FEEDS_TITLE = index_name(DEFAULT_INDEX_PREFIX, "feeds_index")
 
 _NUMERIC = {"long", "integer", "short", "byte", "double", "float", "half_float"}
 _DATE = {"date", "date_nanos"}

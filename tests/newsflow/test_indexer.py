@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,15 +13,18 @@ import pytest
 from kafka import KafkaConsumer
 
 from connectors import open_buffer, open_store
-from connectors.buffer import InRecord, OutRecord
+from connectors.buffer import Consumer, InRecord, OutRecord
+from connectors.elasticsearch import ElasticsearchStore
+from connectors.kafka import KafkaBuffer
 from connectors.sqlite_buffer import SqliteBuffer, SqliteConsumer
 from connectors.sqlite_store import SqliteStore
 from connectors.store import IndexOutcome
-from newsflow.errors import BackendUnavailable
-from newsflow.identity import content_hash
+from newsflow.errors import BackendUnavailable, RequestRefused
+from newsflow.identity import content_hash, doc_id
 from newsflow.indexer import DecodeError, Indexer, decode
 from newsflow.publish import encode
 from newsflow.settings import IndexerSettings, KafkaSettings, Settings
+from newsflow.summary import IndexSummary
 from schemas import Article
 from tests.support.indexing import index_until_idle
 
@@ -161,4 +167,165 @@ def test_transient_store_failures_are_retried_and_offsets_wait_for_success(
     assert len(sleeps) == 3 and sleeps[0] <= sleeps[1] * 2
     assert store.count() == 2
     buffer.close()
+    store.close()
+
+
+def _story(article: Article, number: int, **update: object) -> Article:
+    url = f"https://news.example.com/story-{number}"
+    return article.model_copy(update={"doc_id": doc_id(url), "url": url, **update})
+
+
+def test_a_batch_the_store_refuses_whole_is_split_and_only_the_culprit_dead_lettered(
+    tmp_path: Path, sample_article: Article
+) -> None:
+    culprit = _story(sample_article, 13)
+    requests: list[int] = []
+
+    class WholeRequestStore(SqliteStore):
+        """Refuses every request that holds the culprit, as a server refusing a body."""
+
+        def index_batch(self, articles: Sequence[Article]) -> IndexOutcome:
+            requests.append(len(articles))
+            if any(article.doc_id == culprit.doc_id for article in articles):
+                raise RequestRefused("413 request entity too large")
+            return super().index_batch(articles)
+
+    kafka = KafkaSettings(topic="articles", dlq_topic="articles.dlq", partitions=1)
+    buffer = SqliteBuffer(tmp_path / "buffer.sqlite3")
+    store = WholeRequestStore(tmp_path / "store.sqlite3")
+    buffer.ensure_topics([kafka.topic, kafka.dlq_topic])
+    others = [_story(sample_article, n) for n in range(7)]
+    buffer.publish(kafka.topic, [encode(a) for a in [*others[:5], culprit, *others[5:]]])
+
+    settings = IndexerSettings(idle_timeout=2)
+    summary = Indexer(buffer, store, kafka, settings, sleep=lambda _: None).run(until_idle=True)
+
+    assert (summary.consumed, summary.indexed, summary.dead_lettered) == (8, 7, 1)
+    assert requests[0] == 8 and len(requests) <= 2 * 3 + 1  # halving: about log2(8) levels
+    assert store.count() == 7 and store.get(culprit.doc_id) is None
+    dlq = buffer.consumer(kafka.dlq_topic, "check")
+    (letter,) = dlq.poll(10, 1.0)
+    dlq.close()
+    assert letter.key == culprit.doc_id
+    assert letter.headers["error-class"] == "Rejected"
+    assert "413" in letter.headers["error"]
+    # The offsets moved on: nothing is delivered again.
+    again = Indexer(buffer, store, kafka, settings, sleep=lambda _: None).run(until_idle=True)
+    assert again.consumed == 0
+    buffer.close()
+    store.close()
+
+
+@pytest.mark.integration
+def test_oversized_and_refused_records_are_dead_lettered_and_the_rest_committed(
+    stack_env: str, sample_article: Article, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSFLOW_ELASTICSEARCH_BULK_MAX_BYTES", str(64 * 1024))
+    settings = Settings()
+    normal = [_story(sample_article, n, text=f"Story {n}. " + "z" * 9_000) for n in range(20)]
+    oversized = _story(sample_article, 98, text="o" * 50_000)
+    refused = _story(sample_article, 99, revision=2**64)  # 400 for the whole request
+    buffer = open_buffer(settings)
+    buffer.ensure_topics([settings.kafka.topic, settings.kafka.dlq_topic])
+    records = [encode(a) for a in [*normal[:10], oversized, *normal[10:], refused]]
+    buffer.publish(settings.kafka.topic, records)
+    buffer.close()
+
+    summary = index_until_idle(settings)
+    assert (summary.consumed, summary.indexed, summary.dead_lettered) == (22, 20, 2)
+
+    store = open_store(settings)
+    store.refresh()
+    assert store.count() == 20
+    store.close()
+    dlq = KafkaConsumer(
+        settings.kafka.dlq_topic,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    letters = {m.key.decode(): {k: v.decode() for k, v in m.headers} for m in dlq}
+    dlq.close()
+    assert set(letters) == {oversized.doc_id, refused.doc_id}
+    assert "BULK_MAX_BYTES" in letters[oversized.doc_id]["error"]
+    assert "out of range" in letters[refused.doc_id]["error"]
+    assert index_until_idle(settings).consumed == 0  # committed: no wedge, no redelivery
+
+
+@pytest.mark.integration
+def test_a_member_joining_and_leaving_mid_drain_loses_nothing_and_duplicates_nothing(
+    stack_env: str, sample_article: Article, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A member that does not poll for 3 s loses its partitions (and its next commit).
+    settings = Settings(kafka=KafkaSettings(max_poll_interval_ms=3_000))
+    articles = [_story(sample_article, n) for n in range(90)]
+    buffer = KafkaBuffer(settings.kafka)
+    buffer.ensure_topics([settings.kafka.topic, settings.kafka.dlq_topic])
+    buffer.publish(settings.kafka.topic, [encode(a) for a in articles])
+    buffer.close()
+    second_joining = threading.Event()
+    stop_second = threading.Event()
+
+    class SlowStore(ElasticsearchStore):
+        """The real store; the first member's batch in flight when the second joins is
+        held past the poll interval, so the group moves on without it."""
+
+        held = False
+
+        def index_batch(self, batch: Sequence[Article]) -> IndexOutcome:
+            if second_joining.is_set() and not SlowStore.held:
+                SlowStore.held = True
+                time.sleep(6)
+            time.sleep(0.05)
+            return super().index_batch(batch)
+
+    indexer_settings = IndexerSettings(batch_size=5, idle_timeout=10)
+    summaries: dict[str, IndexSummary] = {}
+    failures: list[BaseException] = []
+
+    def member(
+        name: str,
+        stop: threading.Event | None,
+        on_batch: Callable[[IndexSummary, Consumer, float], None],
+    ) -> None:
+        own_buffer = KafkaBuffer(settings.kafka)
+        store = SlowStore(settings.elasticsearch)
+        try:
+            summaries[name] = Indexer(
+                own_buffer, store, settings.kafka, indexer_settings, on_batch=on_batch
+            ).run(until_idle=stop is None, stop=stop)
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+        finally:
+            own_buffer.close()
+            store.close()
+
+    def second_batch(summary: IndexSummary, consumer: Consumer, seconds: float) -> None:
+        if summary.batches >= 3:
+            stop_second.set()  # leaves the group after three batches
+
+    def first_batch(summary: IndexSummary, consumer: Consumer, seconds: float) -> None:
+        if summary.batches == 3 and not second_joining.is_set():
+            second_joining.set()
+            threading.Thread(target=member, args=("second", stop_second, second_batch)).start()
+
+    caplog.set_level(logging.WARNING, logger="newsflow.indexer")
+    first = threading.Thread(target=member, args=("first", None, first_batch))
+    first.start()
+    first.join(timeout=240)
+    assert not first.is_alive()
+    stop_second.set()
+    deadline = time.monotonic() + 60
+    while "second" not in summaries and not failures and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not failures, failures
+    assert set(summaries) == {"first", "second"}
+    assert any("will be redelivered" in r.getMessage() for r in caplog.records)
+
+    total = summaries["first"].indexed + summaries["second"].indexed
+    assert total == len(articles)  # each document written once; redeliveries are duplicates
+    store = ElasticsearchStore(settings.elasticsearch)
+    store.refresh()
+    assert store.count() == len({a.doc_id for a in articles})
+    assert all(store.get(a.doc_id) is not None for a in articles)
     store.close()
