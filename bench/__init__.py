@@ -1,0 +1,1 @@
+"""Benchmarks: they print and record figures; they assert nothing (``make bench``)."""
