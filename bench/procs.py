@@ -93,6 +93,7 @@ class Watched:
     returncode: int | None = None
     processes: dict[int, _Process] = field(default_factory=dict)
     tree_peak_kib: int = 0
+    signals_sent: list[str] = field(default_factory=list)
     _popen: subprocess.Popen[bytes] | None = None
     _done: threading.Event = field(default_factory=threading.Event)
     _sampler: threading.Thread | None = None
@@ -102,7 +103,11 @@ class Watched:
         handle = self.log.open("wb")
         self.started = time.perf_counter()
         self._popen = subprocess.Popen(  # noqa: S603
-            list(self.command), env=dict(self.env), stdout=handle, stderr=subprocess.STDOUT
+            list(self.command),
+            env=dict(self.env),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal job has
         )
         handle.close()
         self._sampler = threading.Thread(target=self._sample_loop, daemon=True)
@@ -152,12 +157,19 @@ class Watched:
         return code
 
     def stop(self, grace: float = 30.0) -> int:
-        """SIGINT, then SIGTERM after ``grace`` seconds, then SIGKILL; the exit code."""
+        """Ctrl-C: SIGINT to its process group; SIGTERM, then SIGKILL, ``grace`` s apart.
+
+        The signals that were needed are in :attr:`signals_sent`.
+        """
         assert self._popen is not None
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
             if self._popen.poll() is not None:
                 break
-            self._popen.send_signal(sig)
+            self.signals_sent.append(sig.name)
+            try:
+                os.killpg(self._popen.pid, sig)
+            except ProcessLookupError:
+                break
             try:
                 self._popen.wait(grace)
             except subprocess.TimeoutExpired:
@@ -197,6 +209,7 @@ class Watched:
             "peak_rss_mib": self.peaks_mib(),
             "processes": counts,
             "tree_peak_rss_mib": round(self.tree_peak_kib / 1024, 1),
+            **({"signals_sent": self.signals_sent} if self.signals_sent else {}),
         }
 
     def output(self) -> str:
