@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Precompiled bytecode: Prefect's temporary API server starts ~10 s faster the first time.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install system-deps lint fmt types unit integration test stack-up stack-down stack-status demo clean
+.PHONY: help install system-deps lint fmt types unit integration test stack-up stack-down stack-status demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -69,6 +69,12 @@ test: install system-deps  ## everything CI runs, from a fresh clone
 	demo_dir=$$(mktemp -d); trap 'rm -rf "$$demo_dir"' EXIT; \
 	  env -u NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS -u NEWSFLOW_ELASTICSEARCH_URL \
 	  $(VENV)/bin/newsflow demo --data-dir "$$demo_dir"
+
+# Issue 11's benchmark on the running stack: figures, chart and docs/performance.md.
+BENCH_ARGS ?= --articles 2000 --hosts 20
+bench: install  ## benchmark the pipeline on the running stack (bench/out/, docs/performance.md)
+	$(UV) sync --frozen --group bench
+	$(VENV)/bin/python -m bench.pipeline $(BENCH_ARGS) --out bench/out/ --write-docs
 
 # The README's first command: set-up and an offline demo on the embedded backends.
 demo: install  ## install, then run newsflow on a bundled offline news site (no Java needed)
