@@ -614,9 +614,9 @@ def phase_freshness(bench: Bench) -> None:
             time.sleep(0.25)
         latencies = sorted(searchable[k] - appeared[k] for k in searchable)
         poll_code, index_code = poller.stop(), indexer.stop()
-        leftovers = poller.leftovers() + indexer.leftovers()
+        leftovers = {**poller.leftovers(), **indexer.leftovers()}
         for pid in leftovers:
-            os.kill(pid, 9)
+            os.kill(pid, 9)  # processes this benchmark started, by pid
         bench.figures["freshness"] = {
             "poll_interval": interval,
             "articles": len(ids),
@@ -626,7 +626,11 @@ def phase_freshness(bench: Bench) -> None:
             "p95": round(_quantile(latencies, 0.95), 2),
             "max": round(latencies[-1], 2) if latencies else None,
             "target_p95": interval + 5,
-            "stopped": {"run": poll_code, "index": index_code, "leftover_processes": leftovers},
+            "stopped": {
+                "run": poll_code,
+                "index": index_code,
+                "leftover_processes": {str(pid): role for pid, role in leftovers.items()},
+            },
             "run": poller.summary(),
             "index": indexer.summary(),
         }

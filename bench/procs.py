@@ -184,9 +184,18 @@ class Watched:
             if self._sampler is not None:
                 self._sampler.join()
 
-    def leftovers(self) -> list[int]:
-        """Processes of its tree still alive after it ended (they should not be)."""
-        return [pid for pid in self.processes if pid != self.pid and _read(f"/proc/{pid}/stat")]
+    def leftovers(self, grace: float = 5.0) -> dict[int, str]:
+        """Processes of its tree still alive ``grace`` s after it ended, with their roles."""
+        deadline = time.monotonic() + grace
+        while True:
+            alive = {
+                pid: process.role
+                for pid, process in self.processes.items()
+                if pid != self.pid and _read(f"/proc/{pid}/stat")
+            }
+            if not alive or time.monotonic() >= deadline:
+                return alive
+            time.sleep(0.25)
 
     @property
     def seconds(self) -> float:
