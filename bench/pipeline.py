@@ -94,6 +94,7 @@ def _names(tag: str) -> dict[str, str]:
         "NEWSFLOW_ELASTICSEARCH_INDEX": f"{name}-articles",
         "NEWSFLOW_ELASTICSEARCH_HISTORY_INDEX": f"{name}-history",
         "NEWSFLOW_ELASTICSEARCH_FEEDS_INDEX": f"{name}-feeds",
+        "NEWSFLOW_ELASTICSEARCH_REVISITS_INDEX": f"{name}-revisits",
     }
 
 
@@ -144,8 +145,8 @@ class Bench:
                 names["NEWSFLOW_KAFKA_DLQ_TOPIC"],
             ]
             self.created_indices += [
-                names[f"NEWSFLOW_ELASTICSEARCH_{k}"] for k in ("INDEX", "HISTORY_INDEX")
-            ] + [names["NEWSFLOW_ELASTICSEARCH_FEEDS_INDEX"]]
+                value for key, value in names.items() if key.startswith("NEWSFLOW_ELASTIC")
+            ]
         return env | extra
 
     def feeds_file(self, name: str, feed: str, interval: float | None = None) -> Path:
@@ -496,8 +497,9 @@ def phase_stages(bench: Bench) -> None:
             index=names["NEWSFLOW_ELASTICSEARCH_INDEX"],
             history_index=names["NEWSFLOW_ELASTICSEARCH_HISTORY_INDEX"],
             feeds_index=names["NEWSFLOW_ELASTICSEARCH_FEEDS_INDEX"],
+            revisits_index=names["NEWSFLOW_ELASTICSEARCH_REVISITS_INDEX"],
         )
-        bench.created_indices += [es.index, es.history_index, es.feeds_index]
+        bench.created_indices += [es.index, es.history_index, es.feeds_index, es.revisits_index]
         store = ElasticsearchStore(es)
         store.ensure()
         es_pid = _pid("es")

@@ -58,7 +58,8 @@ def chart(figures: dict[str, Any], path: Path) -> None:
     names = [(label, stages[key]["cpu_ms_per_article"]) for key, label in _STAGES if key in stages]
     right.barh([n for n, _ in names], [v for _, v in names], color="tab:blue")
     right.invert_yaxis()
-    right.set_xscale("log")
+    if names and min(v for _, v in names) > 0:
+        right.set_xscale("log")
     right.set_xlabel("CPU milliseconds per article (log scale)")
     right.set_title("CPU per article by stage, each measured alone")
     for row, (_, value) in enumerate(names):
