@@ -718,7 +718,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip", default="", help="comma list of phases to skip")
     parser.add_argument("--keep", action="store_true", help="keep topics, indices, work dir")
     parser.add_argument("--write-docs", action="store_true", help="docs/performance.md too")
-    parser.add_argument("--docs-from", help="only regenerate chart and docs from a JSON")
+    parser.add_argument(
+        "--docs-from", help="only redraw the chart (and docs, with --write-docs) from a JSON"
+    )
     return parser.parse_args(argv)
 
 
@@ -728,7 +730,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if args.docs_from:
         figures = json.loads(Path(args.docs_from).read_text(encoding="utf-8"))
-        report.write_all(figures, out, docs=True)
+        report.write_all(figures, out, docs=args.write_docs)
         return
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     work = Path(tempfile.mkdtemp(prefix="newsflow-bench-"))

@@ -201,8 +201,8 @@ It needs the local stack (`deploy/local/stack up`); it reads the addresses from
 unique `bench-…` names, and deletes them at the end (`--keep` keeps them). Options:
 `--articles 10000`, `--rss-sizes 1000,2000`, `--r1-sample N`, `--stage-sample N`,
 `--sweep-articles N`, `--max-workers N`, `--poll-interval S`, `--fresh-articles N`,
-`--fresh-seconds S`, `--skip phase,...`; `--docs-from bench/out/pipeline.json` redraws the
-chart and this file from a JSON without running anything.
+`--fresh-seconds S`, `--skip phase,...`; `--docs-from bench/out/pipeline.json --write-docs`
+redraws the chart and this file from a JSON without running anything.
 
 ## Targets
 
