@@ -95,6 +95,8 @@ def _names(tag: str) -> dict[str, str]:
         "NEWSFLOW_ELASTICSEARCH_HISTORY_INDEX": f"{name}-history",
         "NEWSFLOW_ELASTICSEARCH_FEEDS_INDEX": f"{name}-feeds",
         "NEWSFLOW_ELASTICSEARCH_REVISITS_INDEX": f"{name}-revisits",
+        # Names a newsflow may add later derive from the prefix: unique too.
+        "NEWSFLOW_ELASTICSEARCH_PREFIX": name,
     }
 
 
@@ -145,8 +147,8 @@ class Bench:
                 names["NEWSFLOW_KAFKA_DLQ_TOPIC"],
             ]
             self.created_indices += [
-                value for key, value in names.items() if key.startswith("NEWSFLOW_ELASTIC")
-            ]
+                value for key, value in names.items() if key.endswith("_INDEX")
+            ] + [names["NEWSFLOW_ELASTICSEARCH_PREFIX"]]
         return env | extra
 
     def feeds_file(self, name: str, feed: str, interval: float | None = None) -> Path:
@@ -498,6 +500,7 @@ def phase_stages(bench: Bench) -> None:
             history_index=names["NEWSFLOW_ELASTICSEARCH_HISTORY_INDEX"],
             feeds_index=names["NEWSFLOW_ELASTICSEARCH_FEEDS_INDEX"],
             revisits_index=names["NEWSFLOW_ELASTICSEARCH_REVISITS_INDEX"],
+            prefix=names["NEWSFLOW_ELASTICSEARCH_PREFIX"],
         )
         bench.created_indices += [es.index, es.history_index, es.feeds_index, es.revisits_index]
         store = ElasticsearchStore(es)
