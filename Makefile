@@ -73,7 +73,6 @@ test: install system-deps  ## everything CI runs, from a fresh clone
 # Issue 11's benchmark on the running stack: figures, chart and docs/performance.md.
 BENCH_ARGS ?= --articles 2000 --hosts 20
 bench: install  ## benchmark the pipeline on the running stack (bench/out/, docs/performance.md)
-	$(UV) sync --frozen --group bench
 	$(VENV)/bin/python -m bench.pipeline $(BENCH_ARGS) --out bench/out/ --write-docs
 
 # The README's first command: set-up and an offline demo on the embedded backends.
