@@ -98,6 +98,7 @@ class PollRun:
         self._stack = ExitStack()
         self._parts: tuple[Buffer, Store, Fetcher, Extractor] | None = None
         self.claims = Claims()
+        self._cycle_at: datetime | None = None
 
     def __enter__(self) -> PollRun:
         settings = self.settings
@@ -112,6 +113,7 @@ class PollRun:
             extractor = stack.enter_context(Extractor(settings.extract))
             self._stack = stack.pop_all()
         self._parts = (buffer, store, fetcher, extractor)
+        self.new_cycle()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -124,8 +126,14 @@ class PollRun:
         return self._parts
 
     def new_cycle(self) -> None:
-        """Forget the previous cycle's claims (each cycle deduplicates on its own)."""
+        """Start a cycle: forget the previous cycle's claims, and read the clock once.
+
+        Every feed of a cycle is scheduled from the cycle's start, not from the moment
+        its turn came: a feed polled late in one cycle is still due at the start of the
+        cycle one interval later (``newsflow run --every`` with the feeds' interval).
+        """
         self.claims = Claims()
+        self._cycle_at = self.clock()
 
     def feed_states(self, feeds: Sequence[FeedConfig]) -> dict[str, FeedState]:
         """The stored state of each feed that has one, by configured URL."""
@@ -152,7 +160,7 @@ class PollRun:
         """
         buffer, store, fetcher, extractor = self._open()
         settings = self.settings.feed
-        now = self.clock()
+        now = self._cycle_at or self.clock()
         counts = PollSummary()
         polled = poll_feed(feed, state, fetcher, settings, now=now, force=force, runner=extractor)
         if polled.status in ("not_due", "disabled"):
