@@ -172,37 +172,55 @@ def run(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Poll feeds even if not due.")] = False,
     every: Annotated[
-        float, typer.Option("--every", help="Without --once: seconds between cycles.")
+        float, typer.Option("--every", min=1.0, help="Without --once: seconds between cycles.")
     ] = 60.0,
     prefect: Annotated[bool | None, _PREFECT_OPTION] = None,
 ) -> None:
-    """Poll the feeds, extract new articles and publish them."""
+    """Poll the feeds, extract new articles and publish them.
+
+    Ctrl-C stops the feeds in flight before they save their state, so the next run polls
+    them again. With --every, a feeds file broken between cycles is reported and the
+    last good list is polled.
+    """
+    from newsflow.feedlist import load_feeds
+    from newsflow.pipeline import PollRun, select_feeds
+
     with _clear_errors():
         settings = _settings()
+        # A bad feeds file fails here, before a backend is opened or created.
+        good = select_feeds(load_feeds(feeds), tag)
         cycle = _prefect_cycle(settings) if _use_prefect(prefect) else None
         with ExitStack() as stack:
             if cycle is None:
-                from newsflow.feedlist import load_feeds
-                from newsflow.pipeline import PollRun, select_feeds
-
                 # One run for every cycle: the extraction pool starts once.
                 poller = stack.enter_context(PollRun(settings))
 
                 def direct(path: Path, tags: list[str] | None, force: bool) -> dict[str, object]:
                     poller.new_cycle()
-                    selected = select_feeds(load_feeds(path), tags)
-                    return poller.poll(selected, force=force).as_dict()
+                    return poller.poll(good, force=force).as_dict()
 
                 cycle = direct
-            while True:
-                started = time.monotonic()
-                with _progress(), _textfile(settings.metrics_textfile, "poll_feeds") as counts:
-                    summary = cycle(feeds, tag, force)
-                    counts.update(summary)
-                _report("poll_feeds", summary)
-                if once:
-                    return
-                time.sleep(max(0.0, every - (time.monotonic() - started)))
+            try:
+                while True:
+                    started = time.monotonic()
+                    with _progress(), _textfile(settings.metrics_textfile, "poll_feeds") as counts:
+                        summary = cycle(feeds, tag, force)
+                        counts.update(summary)
+                    _report("poll_feeds", summary)
+                    if once:
+                        return
+                    time.sleep(max(0.0, every - (time.monotonic() - started)))
+                    try:
+                        good = select_feeds(load_feeds(feeds), tag)
+                    except ConfigError as exc:
+                        logger.error("feeds file not reloaded, polling the last good list: %s", exc)
+            except KeyboardInterrupt:
+                _err.print(
+                    "interrupted: feeds in flight stopped without saving their state; "
+                    "the next run polls them again",
+                    highlight=False,
+                )
+                raise typer.Exit(130) from None
 
 
 _Cycle = Callable[[Path, "list[str] | None", bool], dict[str, object]]

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from connectors.store import SeenDoc, SeenLookup
-from newsflow.errors import FetchError, TransientError
+from newsflow.errors import FetchError, Interrupted, TransientError
 from newsflow.extract import Extractor, ExtractSkip, Page, PendingExtraction
 from newsflow.fetch import (
     BlockedAddress,
@@ -107,6 +107,8 @@ def plan(entries: Sequence[FeedEntry], store: SeenLookup) -> list[FeedEntry]:
 
 
 def _skip_reason(error: Exception) -> str:
+    if isinstance(error, Interrupted):
+        return "interrupted"
     if not isinstance(error, FetchError):
         return "decode_error" if isinstance(error, UnicodeError | LookupError) else "error"
     if isinstance(error, RobotsDisallowed):
@@ -230,6 +232,7 @@ def collect(
     respect_robots: bool | None = None,
     on_page: Callable[[], None] | None = None,
     conditional: Mapping[str, Mapping[str, str]] | None = None,
+    stop: threading.Event | None = None,
 ) -> Collected:
     """Fetch, extract and identify the planned entries of one feed.
 
@@ -237,7 +240,8 @@ def collect(
     extraction overlap (within the feed and with the other feeds of the run); the
     pool's backlog bound holds the downloads back when extraction falls behind.
     ``conditional`` holds extra request headers (``If-None-Match``, ...) by
-    :func:`entry_key`; a 304 answer is the outcome ``not_modified``.
+    :func:`entry_key`; a 304 answer is the outcome ``not_modified``. Once ``stop`` is
+    set, pages not yet requested are not requested (the caller abandons the feed).
     """
     result = Collected()
     counts, outcomes = result.counts, result.outcomes
@@ -248,6 +252,8 @@ def collect(
             on_page()
 
     def fetch(entry: FeedEntry) -> _Fetched | Exception | FetchResponse:
+        if stop is not None and stop.is_set():
+            return Interrupted("not requested: the run is stopping")
         try:
             response = fetcher.get(
                 entry.link,
@@ -261,6 +267,8 @@ def collect(
         except FetchError as exc:
             return exc
         except Exception as exc:  # one page's bytes, or a bug they hit: that page's skip
+            if stop is not None and stop.is_set():  # the run closed the client under us
+                return Interrupted("cut: the run is stopping")
             logger.warning("page failed url=%s error=%r", entry.link, exc)
             return exc
         pending = extractor.submit(Page(url=response.url, html=html))

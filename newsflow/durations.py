@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["format_duration", "parse_duration", "parse_since"]
+__all__ = ["MAX_DURATION", "format_duration", "parse_duration", "parse_since"]
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
@@ -18,6 +18,8 @@ _DURATION = re.compile(r"(?:\s*\d+(?:\.\d+)?\s*[smhdw])+\s*", re.IGNORECASE)
 _NUMBER = re.compile(r"\s*\d+(?:\.\d+)?\s*")
 # Printed units, largest first. Weeks are read but never printed: a week prints as "7d".
 _EXACT_UNITS = (("d", 86400), ("h", 3600), ("m", 60))
+MAX_DURATION = 10 * 366 * 86400.0
+"""Ten years: longer is a typo (and past what a datetime can add), never a schedule."""
 
 
 def parse_duration(value: object) -> float:
@@ -32,15 +34,21 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected seconds or a duration like '15m', got {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"must not be negative, got {value!r}")
-        return float(value)
+        return _bounded(float(value), value)
     if isinstance(value, str):
         if _NUMBER.fullmatch(value):
-            return float(value)
+            return _bounded(float(value), value)
         if _DURATION.fullmatch(value):
-            return _sum_parts(value)
+            return _bounded(_sum_parts(value), value)
     raise ValueError(f"expected seconds or a duration like '90s', '15m', '2h', '1d', got {value!r}")
+
+
+def _bounded(seconds: float, value: object) -> float:
+    if seconds < 0:
+        raise ValueError(f"must not be negative, got {value!r}")
+    if not seconds <= MAX_DURATION:  # also refuses nan and inf
+        raise ValueError(f"{value!r} is longer than ten years")
+    return seconds
 
 
 def _sum_parts(value: str) -> float:
@@ -78,7 +86,10 @@ def parse_since(value: str, *, now: datetime | None = None) -> datetime:
     :class:`ValueError` saying what is accepted.
     """
     if _DURATION.fullmatch(value):
-        return (now or datetime.now(UTC)) - timedelta(seconds=_sum_parts(value))
+        age = _sum_parts(value)
+        if age > 100 * 366 * 86400:
+            raise ValueError(f"{value!r}: an age of more than a century")
+        return (now or datetime.now(UTC)) - timedelta(seconds=age)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:

@@ -16,6 +16,7 @@ __all__ = [
     "FeedError",
     "FeedParseTimeout",
     "FetchError",
+    "Interrupted",
     "NewsflowError",
     "PermanentError",
     "PublishError",
@@ -81,6 +82,10 @@ class PublishError(TransientError):
 
 class BackendUnavailable(TransientError):
     """Kafka or Elasticsearch (or the embedded store) could not be reached."""
+
+
+class Interrupted(NewsflowError):
+    """The run was asked to stop (Ctrl-C); work in flight ended without saving its state."""
 
 
 class CommitLost(TransientError):

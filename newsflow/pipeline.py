@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
@@ -26,6 +27,7 @@ from connectors import Buffer, Store, open_buffer, open_store
 from connectors.buffer import Consumer
 from newsflow import revisits
 from newsflow.collect import Claims, collect, plan
+from newsflow.errors import Interrupted
 from newsflow.extract import Extractor
 from newsflow.feeds import poll_feed
 from newsflow.fetch import Fetcher
@@ -99,6 +101,7 @@ class PollRun:
         self._parts: tuple[Buffer, Store, Fetcher, Extractor] | None = None
         self.claims = Claims()
         self._cycle_at: datetime | None = None
+        self._stopping = threading.Event()
 
     def __enter__(self) -> PollRun:
         settings = self.settings
@@ -191,7 +194,9 @@ class PollRun:
                     respect_robots=feed.respect_robots,
                     on_page=lambda: progress.advance("fetch+extract"),
                     conditional=due.conditional(),
+                    stop=self._stopping,
                 )
+            self._check_stop(feed)
             counts.merge(collected.counts)
             articles = collected.articles
             try:
@@ -207,6 +212,19 @@ class PollRun:
         # Feed state moves on only once its articles are safe in the buffer.
         store.put_feed_states([polled.state])
         return counts
+
+    def stop(self) -> None:
+        """Stop the feeds in flight: requests under way are cut (the HTTP client closes),
+        pages not yet requested are not requested, and a feed stopped before its articles
+        were published keeps its old state, so the next run polls it again. Feeds that
+        already published finish normally. The run cannot poll again afterwards."""
+        self._stopping.set()
+        if self._parts is not None:
+            self._parts[2].close()
+
+    def _check_stop(self, feed: FeedConfig) -> None:
+        if self._stopping.is_set():
+            raise Interrupted(f"stopped before {feed.url} was done; it is polled again next run")
 
     def poll(self, feeds: Sequence[FeedConfig], *, force: bool = False) -> PollSummary:
         """Poll ``feeds`` concurrently (one thread per feed, up to the feed concurrency).
@@ -225,7 +243,19 @@ class PollRun:
             ]
             # Every feed runs to its end (its state saved or not) before a backend failure
             # of one is raised, so none is left half-done behind it.
-            errors = [f.exception() for f in futures]
+            try:
+                errors = [f.exception() for f in futures]
+            except KeyboardInterrupt:
+                self.stop()
+                left = sum(not f.done() for f in futures)
+                for future in futures:
+                    future.cancel()
+                logger.warning(
+                    "interrupted: %d feeds stop after the pages in flight, without saving "
+                    "their state (Ctrl-C again to quit at once)",
+                    left,
+                )
+                raise
             for future, error in zip(futures, errors, strict=True):
                 if error is None:
                     summary.merge(future.result())

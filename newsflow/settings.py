@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from newsflow import __version__
-from newsflow.durations import parse_duration
+from newsflow.durations import MAX_DURATION, parse_duration
 from newsflow.errors import ConfigError
 
 __all__ = [
@@ -224,11 +224,11 @@ class FeedSettings(BaseSettings):
 
     model_config = _section("NEWSFLOW_FEED_")
 
-    min_interval: float = Field(default=300.0, ge=0)
+    min_interval: float = Field(default=300.0, ge=0, le=MAX_DURATION)
     """Default seconds between two polls of one feed (a feed may set its own)."""
-    backoff_base: float = Field(default=60.0, gt=0)
+    backoff_base: float = Field(default=60.0, gt=0, le=MAX_DURATION)
     """First wait after a failure; doubles with every consecutive failure."""
-    backoff_max: float = Field(default=6 * 3600.0, gt=0)
+    backoff_max: float = Field(default=6 * 3600.0, gt=0, le=MAX_DURATION)
     """Longest wait after failures; a failing feed is retried at least this often."""
     max_entries: int = Field(default=200, ge=1)
     """Entries considered per feed and poll (newest first)."""
@@ -333,6 +333,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None  # the pydantic report is many lines
+    except SettingsError as exc:  # e.g. NEWSFLOW_FETCH='not json' for a whole section
+        raise ConfigError(f"{exc}; set the section's fields one by one instead") from None
 
 
 def _describe(exc: ValidationError) -> str:

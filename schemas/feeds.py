@@ -16,7 +16,10 @@ class FeedConfig(BaseModel):
     name: str | None = Field(default=None, description="Display name.")
     enabled: bool = Field(default=True, description="Disabled feeds are never polled.")
     poll_interval: float | None = Field(
-        default=None, ge=0, description="Minimum seconds between polls; default from settings."
+        default=None,
+        ge=0,
+        le=10 * 366 * 86400,
+        description="Minimum seconds between polls; default from settings.",
     )
     tags: list[str] = Field(default_factory=list, description="Tags given to its articles.")
     language: str | None = Field(default=None, description="Language hint for its articles.")

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from connectors import open_store
 from connectors.sqlite_buffer import SqliteBuffer
-from newsflow.errors import BackendUnavailable
+from newsflow.errors import BackendUnavailable, Interrupted
 from newsflow.feedlist import load_feeds
 from newsflow.fetch import FetchResponse
 from newsflow.identity import canonical_url, doc_id
@@ -191,3 +200,101 @@ def test_a_full_disk_fails_the_run_once_and_a_rerun_loses_nothing(
             assert store.get(doc_id(canonical_url(site.url(page["path"])))) is not None
     finally:
         store.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A loopback server that accepts connections and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(5)
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def _hanging_feed(site: Site, silent: str, pages: int) -> FeedConfig:
+    items = "".join(
+        f"<item><title>Hang {n}</title><link>{silent}/story-{n}.html</link></item>"
+        for n in range(pages)
+    )
+    site.set(
+        "feeds/hanging.rss",
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>Hanging</title>{items}'
+        "</channel></rss>",
+        "application/rss+xml",
+    )
+    return FeedConfig(url=site.url("feeds/hanging.rss"))
+
+
+def test_stop_cuts_the_requests_in_flight_and_keeps_the_feed_state_unsaved(
+    site: Site, settings: Settings, silent_server: str
+) -> None:
+    hanging = _hanging_feed(site, silent_server, 40)
+    slow = settings.model_copy(
+        update={
+            "fetch": settings.fetch.model_copy(update={"deadline": 120.0, "read_timeout": 120.0})
+        }
+    )
+    started = time.monotonic()
+    with PollRun(slow) as run:
+        timer = threading.Timer(1.5, run.stop)
+        timer.start()
+        with pytest.raises(Interrupted):
+            run.poll([hanging], force=True)
+        timer.join()
+    # Far sooner than the 120 s deadline of the requests that were cut.
+    assert time.monotonic() - started < 60
+    store = open_store(settings)
+    try:
+        assert store.feed_states([hanging.url]) == {}, "a stopped feed must be polled again"
+    finally:
+        store.close()
+
+
+def test_ctrl_c_stops_newsflow_run_with_one_line_and_exit_130(
+    site: Site, tmp_path: Path, silent_server: str
+) -> None:
+    hanging = _hanging_feed(site, silent_server, 40)
+    feeds = tmp_path / "feeds.toml"
+    feeds.write_text(f'[[feeds]]\nurl = "{hanging.url}"\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSFLOW_", "PREFECT_API"))}
+    env.update(
+        NEWSFLOW_DATA_DIR=str(tmp_path / "data"),
+        NEWSFLOW_FETCH_ALLOW_PRIVATE_NETWORKS="true",
+        NEWSFLOW_FETCH_DEADLINE="120",
+        NEWSFLOW_FETCH_READ_TIMEOUT="120",
+        NEWSFLOW_EXTRACT_WORKERS="1",
+    )
+    newsflow = str(Path(sys.executable).parent / "newsflow")
+    process = subprocess.Popen(
+        [newsflow, "run", "--once", "--feeds", str(feeds)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Wait until the requests hang (the feed answered), then press Ctrl-C.
+    deadline = time.monotonic() + 60
+    while site.hits[urlsplit(hanging.url).path] == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted: feeds in flight stopped without saving their state" in stderr
+    assert "Traceback" not in stderr
