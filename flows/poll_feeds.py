@@ -16,7 +16,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
-from prefect.futures import wait
+from prefect.futures import PrefectFuture, wait
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import summary_artifact, transient_only
 from newsflow.feedlist import load_feeds
@@ -95,11 +96,25 @@ def poll_feeds(
     settings = settings if settings is not None else load_settings()
     feeds = select_feeds(load_feeds(Path(feeds_path)), tags)
     summary = PollSummary()
-    with PollRun(settings) as run:
+    # As many feeds at once as a direct run polls (NEWSFLOW_FEED_CONCURRENCY), not one
+    # thread per feed of the file.
+    runner: ThreadPoolTaskRunner[PollSummary] = ThreadPoolTaskRunner(
+        max_workers=settings.feed.concurrency
+    )
+    with PollRun(settings) as run, runner:
         states = run.feed_states(feeds)
         limit = _existing_limit(fetch_limit)
-        futures = [
-            poll_feed_task.submit(run, feed, states.get(feed.url), force=force, fetch_limit=limit)
+        futures: list[PrefectFuture[PollSummary]] = [
+            runner.submit(
+                poll_feed_task,
+                {
+                    "run": run,
+                    "feed": feed,
+                    "state": states.get(feed.url),
+                    "force": force,
+                    "fetch_limit": limit,
+                },
+            )
             for feed in feeds
         ]
         # Wait for every feed before raising one's failure: leaving the block closes the
