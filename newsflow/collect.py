@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -272,6 +272,9 @@ def collect(
             logger.warning("page failed url=%s error=%r", entry.link, exc)
             return exc
         pending = extractor.submit(Page(url=response.url, html=html))
+        # The body was decoded and handed on: keep the answer's URL and headers only, so
+        # a feed's pages are not all held in memory until the feed is done.
+        response = replace(response, body=b"")
         return _Fetched(entry, response, fetched_at, pending)
 
     fetched: list[_Fetched] = []

@@ -149,9 +149,13 @@ def _init_worker(memory_mb: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class PendingExtraction:
-    """A page handed to the pool by :meth:`Extractor.submit`; redeem with ``result``."""
+    """A page handed to the pool by :meth:`Extractor.submit`; redeem with ``result``.
 
-    page: Page
+    Only the page's URL is kept here: its HTML went to the worker, and holding it until
+    the result is read would keep every page of a feed in memory at once.
+    """
+
+    url: str
     future: concurrent.futures.Future[PageExtraction | ExtractSkip]
 
 
@@ -197,11 +201,11 @@ class Extractor:
             self._slots.release()
             raise
         future.add_done_callback(lambda _done: self._slots.release())
-        return PendingExtraction(page, future)
+        return PendingExtraction(page.url, future)
 
     def result(self, pending: PendingExtraction) -> PageExtraction | ExtractSkip:
         """The extraction of a submitted page, or why it yielded no article."""
-        return self._outcome(pending.page, pending.future)
+        return self._outcome(pending.url, pending.future)
 
     def extract_many(
         self, pages: Sequence[Page], on_done: Callable[[], None] | None = None
@@ -218,20 +222,20 @@ class Extractor:
         return results
 
     def _outcome(
-        self, page: Page, future: concurrent.futures.Future[PageExtraction | ExtractSkip]
+        self, url: str, future: concurrent.futures.Future[PageExtraction | ExtractSkip]
     ) -> PageExtraction | ExtractSkip:
         try:
             return future.result()
         except concurrent.futures.TimeoutError:
-            logger.warning("extraction timed out url=%s", page.url)
+            logger.warning("extraction timed out url=%s", url)
             return ExtractSkip("timeout", f"over {self._settings.page_timeout:g} s")
         except pebble.ProcessExpired as exc:
-            logger.warning("extraction worker died url=%s exitcode=%s", page.url, exc.exitcode)
+            logger.warning("extraction worker died url=%s exitcode=%s", url, exc.exitcode)
             return ExtractSkip("worker_crashed", f"worker exit code {exc.exitcode}")
         except MemoryError:
             return ExtractSkip("memory", "page exceeded the worker's memory limit")
         except Exception as exc:  # a trafilatura bug on one page must not end the run
-            logger.warning("extraction failed url=%s error=%r", page.url, exc)
+            logger.warning("extraction failed url=%s error=%r", url, exc)
             return ExtractSkip("error", f"{type(exc).__name__}: {exc}")
 
     def run(self, fn: Callable[..., _T], args: tuple[Any, ...], timeout: float) -> _T:

@@ -55,8 +55,6 @@ _MARKER = "demo.json"
 _FEEDS_FILE = "demo-feeds.toml"
 # The embedded backends' files (and their SQLite journals) in the data directory.
 _EMBEDDED_PREFIXES = ("buffer.sqlite3", "store.sqlite3")
-# The demo always runs on the embedded backends, whatever the environment configures.
-_BACKENDS = {"NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS": "", "NEWSFLOW_ELASTICSEARCH_URL": ""}
 _SEARCH_LIMIT = 5
 _LIBRARY_LOGGERS = (
     "newsflow",
@@ -263,7 +261,10 @@ def _manifest() -> dict[str, Any]:
 
 def _prepare(data_dir: Path, settings: Settings, manifest: Mapping[str, Any]) -> None:
     """Make ``data_dir`` ready: new, or reset when an earlier demo left it."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"the demo's data directory {data_dir} cannot be used: {exc}") from None
     existing = sorted(p for p in data_dir.iterdir() if p.name.startswith(_EMBEDDED_PREFIXES))
     if not existing:
         return
@@ -330,7 +331,7 @@ def _cycle(
         console=console,
     )
     if phase == 1:
-        console.print("  poll 1: every feed, with the poll_feeds flow; then the indexer")
+        console.print("  poll 1: every feed, then the indexer")
     else:
         console.print(
             f"  poll 2: {manifest['changed']['path']} has been updated; the other feeds "

@@ -119,3 +119,15 @@ def test_since_a_date(value: str, moment: datetime) -> None:
 def test_since_refuses_anything_else(value: str) -> None:
     with pytest.raises(ValueError, match=r"use a date \(2024-05-01\) or an age \(12h, 7d\)"):
         parse_since(value, now=NOW)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), "99999999999d", 10 * 367 * 86400])
+def test_durations_past_ten_years_are_refused(value: object) -> None:
+    # Past a datetime's range they would crash every poll of the feed.
+    with pytest.raises(ValueError):
+        parse_duration(value)
+
+
+def test_an_age_of_more_than_a_century_is_refused() -> None:
+    with pytest.raises(ValueError, match="century"):
+        parse_since("99999999999d")

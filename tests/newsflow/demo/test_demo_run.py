@@ -158,3 +158,12 @@ def test_an_earlier_demo_directory_that_gained_other_feeds_is_refused(
         run_demo(Settings(), Console(file=io.StringIO()), data_dir=tmp_path)
     with store_in(tmp_path) as store:
         assert store.count() == 1
+
+
+def test_a_data_directory_that_is_a_file_is_one_config_error(
+    embedded: None, tmp_path: Path
+) -> None:
+    target = tmp_path / "not-a-directory"
+    target.write_text("x", encoding="utf-8")
+    with pytest.raises(ConfigError, match="cannot be used"):
+        run_demo(Settings(), Console(file=io.StringIO()), data_dir=target)
