@@ -209,6 +209,47 @@ def _comments(rng: random.Random, corpus: list[str], count: int) -> str:
     )
 
 
+def _widgets(rng: random.Random, corpus: list[str], base: str, size: int) -> str:
+    """Sidebar and footer chrome as real templates nest it: wrappers in wrappers, teasers,
+    menus, ad slots and newsletter boxes. Markup like this, not script or style, is what
+    costs an extractor its time (a page's DOM, walked and scored node by node)."""
+    blocks = []
+    total = 0
+    while total < size:
+        teasers = "".join(
+            f'<div class="teaser"><div class="teaser__media"><a href="{base}/{rng.choice(_SECTIONS)}'
+            f'/{rng.randint(1, 99999)}.html"><picture><source srcset="{base}/img/{rng.randint(1, 9999)}'
+            f'.webp" type="image/webp"><img src="{base}/img/t{rng.randint(1, 9999)}.jpg" alt=""></picture>'
+            f'</a></div><div class="teaser__body"><span class="teaser__kicker">{rng.choice(_TOPICS)}'
+            f'</span><h3 class="teaser__title"><a href="{base}/x/{rng.randint(1, 99999)}">'
+            f"{rng.choice(_TOPICS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}</a></h3>"
+            f'<p class="teaser__dek">{escape(rng.choice(corpus)[:140], quote=False)}</p></div></div>'
+            for _ in range(rng.randint(3, 8))
+        )
+        menu = "".join(
+            f'<li class="menu-item"><a href="{base}/{section}/">{section.title()}</a><ul class="sub-menu">'
+            + "".join(
+                f'<li class="menu-item"><a href="{base}/{section}/{t.lower()}/">{t}</a></li>'
+                for t in rng.sample(_TOPICS, min(4, len(_TOPICS)))
+            )
+            + "</ul></li>"
+            for section in rng.sample(_SECTIONS, min(3, len(_SECTIONS)))
+        )
+        block = (
+            f'<div class="widget-area"><div class="widget widget-{rng.randint(1, 99)}"><div class='
+            f'"widget__inner"><div class="widget__header"><h2 class="widget__title">'
+            f'{rng.choice(_TOPICS)}</h2></div><div class="widget__content">{teasers}</div>'
+            f'</div></div><nav class="widget-menu"><ul class="menu">{menu}</ul></nav>'
+            f'<div class="ad-slot" data-slot="{rng.getrandbits(32)}"><div class="ad-label">'
+            f'Advertisement</div><div class="ad-frame"></div></div><div class="newsletter">'
+            f'<form><label>Get the {rng.choice(_TOPICS)} briefing</label><input type="email" '
+            f'placeholder="Email"><button>Sign up</button></form></div></div>'
+        )
+        blocks.append(block)
+        total += len(block)
+    return "".join(blocks)
+
+
 def _styles(rng: random.Random, size: int) -> str:
     rules = []
     total = 0
@@ -304,14 +345,17 @@ def _article_page(
     )
     page = before + article + after
     room = max(0, target - len(page.encode("utf-8")))
-    # Padding as real pages carry it: script state, styles, related lists, comments.
-    styles = _styles(rng, int(room * 0.15))
-    hydration = _hydration(rng, int(room * 0.35))
-    related = _filler_links(rng, base, int(room * 0.25) // 260, "related")
-    comments = _comments(rng, corpus, int(room * 0.25) // 520)
+    # Padding as real pages carry it: nested widget chrome, related lists and comments
+    # (the bulk of a news page's DOM), plus script state and styles.
+    styles = _styles(rng, int(room * 0.04))
+    hydration = _hydration(rng, int(room * 0.06))
+    related = _filler_links(rng, base, int(room * 0.10) // 260, "related")
+    comments = _comments(rng, corpus, int(room * 0.20) // 520)
+    widgets = _widgets(rng, corpus, base, int(room * 0.60))
     extra = (
         f'<aside class="related-links"><h2>More from the Ledger</h2><ul>{related}</ul></aside>'
         + comments
+        + f'<aside id="secondary" class="sidebar">{widgets}</aside>'
     )
     page = before.replace("</head>", styles + "</head>", 1) + article + extra + after
     return page.replace("</body>", hydration + "</body>", 1)
