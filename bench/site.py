@@ -209,6 +209,35 @@ def _comments(rng: random.Random, corpus: list[str], count: int) -> str:
     )
 
 
+def _teaser(rng: random.Random, corpus: list[str], base: str) -> str:
+    section, story = rng.choice(_SECTIONS), rng.randint(1, 99999)
+    image = rng.randint(1, 9999)
+    title = f"{rng.choice(_TOPICS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}"
+    dek = escape(rng.choice(corpus)[:140], quote=False)
+    return (
+        f'<div class="teaser"><div class="teaser__media"><a href="{base}/{section}/{story}.html">'
+        f'<picture><source srcset="{base}/img/{image}.webp" type="image/webp">'
+        f'<img src="{base}/img/t{image}.jpg" alt=""></picture></a></div>'
+        f'<div class="teaser__body"><span class="teaser__kicker">{rng.choice(_TOPICS)}</span>'
+        f'<h3 class="teaser__title"><a href="{base}/{section}/{story}.html">{title}</a></h3>'
+        f'<p class="teaser__dek">{dek}</p></div></div>'
+    )
+
+
+def _menu(rng: random.Random, base: str) -> str:
+    items = []
+    for section in rng.sample(_SECTIONS, min(3, len(_SECTIONS))):
+        subs = "".join(
+            f'<li class="menu-item"><a href="{base}/{section}/{topic.lower()}/">{topic}</a></li>'
+            for topic in rng.sample(_TOPICS, min(4, len(_TOPICS)))
+        )
+        items.append(
+            f'<li class="menu-item"><a href="{base}/{section}/">{section.title()}</a>'
+            f'<ul class="sub-menu">{subs}</ul></li>'
+        )
+    return "".join(items)
+
+
 def _widgets(rng: random.Random, corpus: list[str], base: str, size: int) -> str:
     """Sidebar and footer chrome as real templates nest it: wrappers in wrappers, teasers,
     menus, ad slots and newsletter boxes. Markup like this, not script or style, is what
@@ -216,30 +245,12 @@ def _widgets(rng: random.Random, corpus: list[str], base: str, size: int) -> str
     blocks = []
     total = 0
     while total < size:
-        teasers = "".join(
-            f'<div class="teaser"><div class="teaser__media"><a href="{base}/{rng.choice(_SECTIONS)}'
-            f'/{rng.randint(1, 99999)}.html"><picture><source srcset="{base}/img/{rng.randint(1, 9999)}'
-            f'.webp" type="image/webp"><img src="{base}/img/t{rng.randint(1, 9999)}.jpg" alt=""></picture>'
-            f'</a></div><div class="teaser__body"><span class="teaser__kicker">{rng.choice(_TOPICS)}'
-            f'</span><h3 class="teaser__title"><a href="{base}/x/{rng.randint(1, 99999)}">'
-            f"{rng.choice(_TOPICS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}</a></h3>"
-            f'<p class="teaser__dek">{escape(rng.choice(corpus)[:140], quote=False)}</p></div></div>'
-            for _ in range(rng.randint(3, 8))
-        )
-        menu = "".join(
-            f'<li class="menu-item"><a href="{base}/{section}/">{section.title()}</a><ul class="sub-menu">'
-            + "".join(
-                f'<li class="menu-item"><a href="{base}/{section}/{t.lower()}/">{t}</a></li>'
-                for t in rng.sample(_TOPICS, min(4, len(_TOPICS)))
-            )
-            + "</ul></li>"
-            for section in rng.sample(_SECTIONS, min(3, len(_SECTIONS)))
-        )
+        teasers = "".join(_teaser(rng, corpus, base) for _ in range(rng.randint(3, 8)))
         block = (
-            f'<div class="widget-area"><div class="widget widget-{rng.randint(1, 99)}"><div class='
-            f'"widget__inner"><div class="widget__header"><h2 class="widget__title">'
+            f'<div class="widget-area"><div class="widget widget-{rng.randint(1, 99)}">'
+            f'<div class="widget__inner"><div class="widget__header"><h2 class="widget__title">'
             f'{rng.choice(_TOPICS)}</h2></div><div class="widget__content">{teasers}</div>'
-            f'</div></div><nav class="widget-menu"><ul class="menu">{menu}</ul></nav>'
+            f'</div></div><nav class="widget-menu"><ul class="menu">{_menu(rng, base)}</ul></nav>'
             f'<div class="ad-slot" data-slot="{rng.getrandbits(32)}"><div class="ad-label">'
             f'Advertisement</div><div class="ad-frame"></div></div><div class="newsletter">'
             f'<form><label>Get the {rng.choice(_TOPICS)} briefing</label><input type="email" '
