@@ -51,7 +51,7 @@ from newsflow.errors import (
 )
 from newsflow.identity import content_hash
 from newsflow.settings import ElasticsearchSettings
-from schemas import Article, FeedState
+from schemas import Article, FeedQuality, FeedState
 
 __all__ = [
     "ARTICLE_MAPPING",
@@ -89,10 +89,12 @@ ARTICLE_MAPPING: dict[str, Any] = {
         "tags": _KEYWORD,
         "image_url": {"type": "keyword", "index": False, "doc_values": False},
         "content_hash": _KEYWORD,
+        "text_source": _KEYWORD,
     },
 }
 """Mapping of article and history indices; the Kibana objects rely on these types."""
 
+_QUALITY_COUNTS = list(FeedQuality.model_fields)
 FEED_MAPPING: dict[str, Any] = {
     "dynamic": "strict",
     "properties": {
@@ -113,6 +115,8 @@ FEED_MAPPING: dict[str, Any] = {
         "bozo_message": {"type": "text"},
         "bozo": {"type": "boolean"},
         "entries_seen": {"type": "integer"},
+        "quality": {"properties": {name: {"type": "integer"} for name in _QUALITY_COUNTS}},
+        "quality_by_domain": {"type": "object", "enabled": False},
     },
 }  # fmt: skip
 
@@ -281,6 +285,10 @@ class ElasticsearchStore:
             for alias in (self._alias, self._history):
                 if not self._client.indices.exists_alias(name=alias):
                     self._create_index(f"{alias}-000001", {alias: {"is_write_index": True}})
+                else:  # fields added since (optional ones, e.g. text_source): additive
+                    self._client.indices.put_mapping(
+                        index=alias, properties=ARTICLE_MAPPING["properties"]
+                    )
             if not self._client.indices.exists(index=self._feeds):
                 self._create_index(
                     self._feeds, None, settings=index_settings, mappings=FEED_MAPPING

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from connectors.store import SeenDoc, SeenLookup
@@ -36,14 +37,18 @@ from newsflow.fetch import (
     RobotsDisallowed,
 )
 from newsflow.identity import canonical_url, content_hash, doc_id, domain_of
+from newsflow.quality import assess, feed_text, is_teaser
 from newsflow.summary import PollSummary
 from schemas import Article, FeedConfig, FeedEntry, PageExtraction
 
 __all__ = [
+    "EARLIEST_DATE",
+    "FUTURE_SKEW",
     "Claims",
     "Collected",
     "EntryOutcome",
     "OutcomeKind",
+    "bounded_date",
     "build_article",
     "collect",
     "entry_key",
@@ -122,12 +127,27 @@ def _skip_reason(error: Exception) -> str:
     return "fetch_error"
 
 
+EARLIEST_DATE = datetime(1990, 1, 1, tzinfo=UTC)
+"""No article date before this: an earlier one is a misread (a founding year, a typo)."""
+FUTURE_SKEW = timedelta(days=1)
+"""How far past the fetch an article date may lie (time zones, clocks a little ahead)."""
+
+
+def bounded_date(moment: datetime | None, fetched_at: datetime) -> datetime | None:
+    """``moment`` if it is a plausible article date for a page fetched at ``fetched_at``."""
+    if moment is None or moment < EARLIEST_DATE or moment > fetched_at + FUTURE_SKEW:
+        return None
+    return moment
+
+
 def build_article(
     feed: FeedConfig,
     entry: FeedEntry,
     final_url: str,
     page: PageExtraction,
     fetched_at: datetime,
+    *,
+    text_source: Literal["page", "feed"] = "page",
 ) -> Article:
     """One revision of an article from what the page and the feed say (page first)."""
     canonical = canonical_url(final_url, page.canonical_url)
@@ -143,8 +163,11 @@ def build_article(
         text=page.text,
         summary=page.description or entry.summary,
         authors=page.authors or entry.authors,
-        published_at=page.published_at or entry.published_at,
-        updated_at=page.updated_at or entry.updated_at,
+        # The page's date first, the feed's as the fallback; neither outside the bounds.
+        published_at=bounded_date(page.published_at, fetched_at)
+        or bounded_date(entry.published_at, fetched_at),
+        updated_at=bounded_date(page.updated_at, fetched_at)
+        or bounded_date(entry.updated_at, fetched_at),
         fetched_at=fetched_at,
         language=page.language or entry.language or feed.language,
         source=page.site_name or feed.name or domain_of(canonical),
@@ -154,6 +177,7 @@ def build_article(
         tags=list(dict.fromkeys([*page.tags, *entry.tags, *feed.tags])),
         image_url=page.image_url or entry.image_url,
         content_hash=content_hash(page.text),
+        text_source=text_source,
     )
 
 
@@ -189,6 +213,12 @@ class Collected:
     counts: PollSummary = field(default_factory=PollSummary)
     outcomes: dict[str, EntryOutcome] = field(default_factory=dict)
     """By :func:`entry_key`, for every entry collected."""
+    quality_by_domain: dict[str, Counter[str]] = field(default_factory=dict)
+    """Quality flags (:func:`newsflow.quality.assess`) per domain; totals in ``counts``."""
+
+    def _flag(self, domain: str, flags: Counter[str]) -> None:
+        self.counts.quality.update(flags)
+        self.quality_by_domain.setdefault(domain, Counter()).update(flags)
 
 
 def _failure(error: Exception) -> EntryOutcome:
@@ -306,9 +336,33 @@ def collect(
         done()
 
     candidates: list[tuple[str, _Fetched, Article]] = []
+    minimum = extractor.min_text_chars
     for item, extraction in zip(fetched, extractions, strict=True):
         key = entry_key(item.entry)
+        own_text = feed_text(item.entry, minimum)
+        page: PageExtraction | None = None
         if isinstance(extraction, ExtractSkip):
+            if own_text and extraction.reason in ("too_short", "no_text"):
+                page = PageExtraction(text=own_text)  # a teaser: the feed has the story
+        elif (
+            own_text and len(own_text) > len(extraction.text) and is_teaser(extraction, item.entry)
+        ):
+            page = extraction.model_copy(update={"text": own_text})
+        from_feed = page is not None
+        if page is None and not isinstance(extraction, ExtractSkip):
+            page = extraction
+        if page is None:
+            assert isinstance(extraction, ExtractSkip)  # noqa: S101  (narrowing only)
+            result._flag(
+                domain_of(item.response.url),
+                assess(
+                    extraction,
+                    item.entry,
+                    dated=bounded_date(item.entry.published_at, item.fetched_at) is not None,
+                    authored=bool(item.entry.authors),
+                    from_feed=False,
+                ),
+            )
             counts.skipped[extraction.reason] += 1
             outcomes[key] = EntryOutcome(
                 "retryable" if extraction.reason in _RETRYABLE_SKIPS else "skipped",
@@ -317,7 +371,24 @@ def collect(
             )
             continue
         counts.extracted += 1
-        article = build_article(feed, item.entry, item.response.url, extraction, item.fetched_at)
+        article = build_article(
+            feed,
+            item.entry,
+            item.response.url,
+            page,
+            item.fetched_at,
+            text_source="feed" if from_feed else "page",
+        )
+        result._flag(
+            article.domain,
+            assess(
+                extraction,
+                item.entry,
+                dated=article.published_at is not None,
+                authored=bool(article.authors),
+                from_feed=from_feed,
+            ),
+        )
         candidates.append((key, item, article))
 
     stored = store.lookup([article.doc_id for _, _, article in candidates])

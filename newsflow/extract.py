@@ -26,7 +26,15 @@ import pebble
 from newsflow.settings import ExtractSettings
 from schemas import PageExtraction
 
-__all__ = ["ExtractSkip", "Extractor", "Page", "PendingExtraction", "extract_page"]
+__all__ = [
+    "DATE_PARAMS",
+    "ExtractSkip",
+    "Extractor",
+    "Page",
+    "PendingExtraction",
+    "extract_page",
+    "published_date",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +49,24 @@ _MODIFIED_META = re.compile(
 _CONTENT_ATTR = re.compile(r"content\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
 _MODIFIED_JSONLD = re.compile(r"\"dateModified\"\s*:\s*\"([^\"]+)\"")
 _HTML_LANG = re.compile(r"<html\b[^>]*?\blang\s*=\s*[\"']?([A-Za-z]{2,3})", re.IGNORECASE)
-# No extensive search: htmldate would guess a date from a copyright line or any year on
-# the page, and a guess must not win over the date the feed gives.
-_DATE_PARAMS = {"original_date": True, "extensive_search": False,
-                "outputformat": "%Y-%m-%dT%H:%M:%S%z"}  # fmt: skip
+# htmldate's parameters, chosen by measurement on the labelled pages of
+# tests/fixtures/dates (bench/dates.py, docs/dates.md): the precise search first, the
+# extensive one (dates in free text) only when that finds nothing, both on the page
+# without its sidebars, navigation, footer and comments, whose dates (related stories,
+# copyright years, comment stamps) are not the article's. The bounds on the chosen date
+# (not before 1990, not after the fetch) are enforced in collect.build_article.
+DATE_PARAMS: dict[str, Any] = {
+    "original_date": True,
+    "extensive_search": False,
+    "outputformat": "%Y-%m-%dT%H:%M:%S%z",
+    "min_date": "1990-01-01",
+}
+_EXTENSIVE_DATE_PARAMS: dict[str, Any] = {**DATE_PARAMS, "extensive_search": True}
+_NOT_THE_ARTICLE = (
+    "//aside|//nav|//footer|//*[@id='comments']|//section[contains(@class,'comment')]"
+    "|//div[contains(@class,'comments')]|//*[contains(@class,'related')]"
+    "|//*[contains(@class,'copyright')]"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +84,8 @@ class ExtractSkip:
     reason: str
     """``too_short``, ``no_text``, ``timeout``, ``memory``, ``worker_crashed`` or ``error``."""
     detail: str = ""
+    paywalled: bool = False
+    """Paywall markers found in the page (for ``too_short`` and ``no_text``)."""
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -82,6 +106,38 @@ def _modified_time(html: str) -> datetime | None:
             return moment
     match = _MODIFIED_JSONLD.search(head)
     return _parse_time(match.group(1)) if match else None
+
+
+def published_date(html: str, url: str | None) -> str | None:
+    """The page's published date as htmldate finds it on the article part of the page."""
+    from htmldate import find_date
+    from trafilatura.utils import load_html
+
+    tree = load_html(html)
+    if tree is None:
+        return None
+    for element in tree.xpath(_NOT_THE_ARTICLE):
+        if element.getparent() is not None:
+            element.drop_tree()
+    found: str | None = find_date(tree, url=url, **DATE_PARAMS)
+    if found is None:
+        found = find_date(tree, url=url, **_EXTENSIVE_DATE_PARAMS)
+    return found
+
+
+# Markers of a page that shows subscribers more than it shows us: schema.org's
+# isAccessibleForFree, and the class names and phrases of common metering scripts.
+_PAYWALL = re.compile(
+    r"[\"']isAccessibleForFree[\"']\s*:\s*[\"']?false"
+    r"|\bclass\s*=\s*[\"'][^\"']*\b(?:paywall|subscriber-only|premium-content|meteredContent)\b"
+    r"|subscribe (?:now )?to (?:continue|keep) reading"
+    r"|this (?:article|content) is (?:only )?(?:available )?(?:for|to) subscribers",
+    re.IGNORECASE,
+)
+
+
+def _paywalled(html: str) -> bool:
+    return _PAYWALL.search(html[:500_000]) is not None
 
 
 def _split_authors(author: str | None) -> list[str]:
@@ -109,7 +165,7 @@ def extract_page(html: str, url: str, min_text_chars: int) -> PageExtraction | E
             include_comments=False,
             include_tables=True,
             with_metadata=True,
-            date_extraction_params=_DATE_PARAMS,
+            date_extraction_params=DATE_PARAMS,
         )
     except MemoryError:
         return ExtractSkip("memory", "page exceeded the worker's memory limit")
@@ -118,17 +174,19 @@ def extract_page(html: str, url: str, min_text_chars: int) -> PageExtraction | E
         reason = "memory" if "memory" in message.lower() else "error"
         return ExtractSkip(reason, message[:500])
     if document is None or document.body is None:
-        return ExtractSkip("no_text", "trafilatura found no main text")
+        return ExtractSkip("no_text", "trafilatura found no main text", _paywalled(html))
     # The same conversion trafilatura.extract() applies to the body for plain text.
     text: str = normalize_unicode(xmltotxt(document.body, False))
     if len(text) < min_text_chars:
-        return ExtractSkip("too_short", f"{len(text)} characters < {min_text_chars}")
+        return ExtractSkip(
+            "too_short", f"{len(text)} characters < {min_text_chars}", _paywalled(html)
+        )
     lang = _HTML_LANG.search(html[:5000])
     return PageExtraction(
         text=text,
         title=document.title or None,
         authors=_split_authors(document.author),
-        published_at=_parse_time(document.date),
+        published_at=_parse_time(published_date(html, url)),
         updated_at=_modified_time(html),
         site_name=document.sitename or None,
         language=(document.language or (lang.group(1) if lang else None) or "").lower() or None,
@@ -136,6 +194,7 @@ def extract_page(html: str, url: str, min_text_chars: int) -> PageExtraction | E
         tags=_tags([*(document.categories or []), *(document.tags or [])]),
         image_url=document.image or None,
         canonical_url=document.url if document.url and document.url != url else None,
+        paywalled=_paywalled(html),
     )
 
 
@@ -187,6 +246,11 @@ class Extractor:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @property
+    def min_text_chars(self) -> int:
+        """Shortest text an extracted page may have."""
+        return self._settings.min_text_chars
 
     def submit(self, page: Page) -> PendingExtraction:
         """Hand ``page`` to the pool (waiting while the backlog is full)."""

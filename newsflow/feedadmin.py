@@ -387,6 +387,19 @@ def _percent(share: float | None, human: bool) -> str:
     return f"{share:.0%}" if human else f"{share:.3f}"
 
 
+_QUALITY_COLUMNS = ("no_date", "no_author", "short_text", "teaser", "timeout", "feed_text")
+
+
+def _quality_columns(state: FeedState | None, human: bool) -> dict[str, str]:
+    quality = state.quality if state is not None else None
+    pages = quality.pages if quality is not None else 0
+    columns = {"pages": str(pages)}
+    for name in _QUALITY_COLUMNS:
+        share = getattr(quality, name) / pages if quality is not None and pages else None
+        columns[f"q_{name}"] = _percent(share, human)
+    return columns
+
+
 def health_rows(
     report: Sequence[FeedHealth], now: datetime, *, human: bool
 ) -> list[dict[str, str]]:
@@ -422,6 +435,8 @@ def health_rows(
                 "no_date": _percent(feed.share(feed.stats.missing_published_at), human),
                 "no_author": _percent(feed.share(feed.stats.missing_authors), human),
                 "no_text": _percent(feed.share(feed.stats.missing_text), human),
+                # Over every page extracted or skipped, stored or not (newsflow.quality).
+                **_quality_columns(state, human),
             }
         )
     return rows

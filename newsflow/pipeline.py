@@ -34,6 +34,7 @@ from newsflow.fetch import Fetcher
 from newsflow.indexer import Indexer
 from newsflow.progress import reporter
 from newsflow.publish import publish
+from newsflow.quality import add_quality
 from newsflow.settings import Settings
 from newsflow.summary import IndexSummary, PollSummary
 from schemas import FeedConfig, FeedState
@@ -209,8 +210,13 @@ class PollRun:
                     feed, work, collected.outcomes, due, store, settings, now, self._rng
                 )
             )
+        state_now = polled.state
+        if work:
+            state_now = add_quality(
+                state_now, collected.counts.quality, collected.quality_by_domain
+            )
         # Feed state moves on only once its articles are safe in the buffer.
-        store.put_feed_states([polled.state])
+        store.put_feed_states([state_now])
         return counts
 
     def stop(self) -> None:

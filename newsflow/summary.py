@@ -40,6 +40,10 @@ class PollSummary:
     parsed_with_errors: int = 0
     """Feeds polled whose last parsed body was malformed but usable (bozo)."""
     skipped: Counter[str] = field(default_factory=Counter)
+    quality: Counter[str] = field(default_factory=Counter)
+    """Extraction quality flags of the pages extracted or skipped (newsflow.quality):
+    ``pages``, ``no_date``, ``no_author``, ``short_text``, ``teaser``, ``paywall``,
+    ``timeout``, ``feed_text``."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def merge(self, other: PollSummary) -> None:
@@ -50,6 +54,8 @@ class PollSummary:
                     continue
                 if f.name == "skipped":
                     self.skipped.update(other.skipped)
+                elif f.name == "quality":
+                    self.quality.update(other.quality)
                 else:
                     setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
@@ -57,11 +63,13 @@ class PollSummary:
         values: dict[str, object] = {
             f.name: getattr(self, f.name)
             for f in fields(self)
-            if f.name not in ("_lock", "skipped")
+            if f.name not in ("_lock", "skipped", "quality")
         }
         values["skipped"] = sum(self.skipped.values())
         for reason, count in sorted(self.skipped.items()):
             values[f"skipped.{reason}"] = count
+        for flag, count in sorted(self.quality.items()):
+            values[f"quality.{flag}"] = count
         return values
 
     def line(self) -> str:

@@ -6,7 +6,15 @@ test fails when the two drift.
 """
 
 from schemas.article import SCHEMA_VERSION, Article
-from schemas.feeds import FeedConfig, FeedEntry, FeedState
+from schemas.feeds import FeedConfig, FeedEntry, FeedQuality, FeedState
 from schemas.pages import PageExtraction
 
-__all__ = ["SCHEMA_VERSION", "Article", "FeedConfig", "FeedEntry", "FeedState", "PageExtraction"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Article",
+    "FeedConfig",
+    "FeedEntry",
+    "FeedQuality",
+    "FeedState",
+    "PageExtraction",
+]

@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 __all__ = ["SCHEMA_VERSION", "Article"]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 """``major.minor``: minors only add optional fields; a new major is a new topic."""
 
 
@@ -22,8 +22,8 @@ class Article(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="Article")
 
-    schema_version: Literal["1.0"] = Field(
-        default="1.0", description="Version of this schema (major.minor)."
+    schema_version: Literal["1.1"] = Field(
+        default="1.1", description="Version of this schema (major.minor)."
     )
     doc_id: str = Field(
         pattern=r"^[0-9a-f]{32}$",
@@ -57,6 +57,11 @@ class Article(BaseModel):
     feed_name: str | None = Field(default=None, description="Name of that feed.")
     tags: list[str] = Field(default_factory=list, description="Categories and tags.")
     image_url: str | None = Field(default=None, description="Main image.")
+    text_source: Literal["page", "feed"] | None = Field(
+        default=None,
+        description="Where ``text`` came from: the article page, or the feed's own full "
+        "content when the page was a teaser or paywalled (absent in older records: page).",
+    )
     content_hash: str = Field(
         pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the normalised text."
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-__all__ = ["FeedConfig", "FeedEntry", "FeedState"]
+__all__ = ["FeedConfig", "FeedEntry", "FeedQuality", "FeedState"]
 
 
 class FeedConfig(BaseModel):
@@ -31,6 +33,37 @@ class FeedConfig(BaseModel):
         description="Re-check new articles for corrections the feed does not announce "
         "(NEWSFLOW_FEED_RECHECK_AFTER); false: never for this feed. Default: on.",
     )
+
+
+class FeedQuality(BaseModel):
+    """Extraction quality counts over the pages a feed's polls extracted (or tried to).
+
+    Counted over stored and skipped pages alike: every page that reached extraction is
+    one of ``pages``; the other counts are the pages among them with that flaw.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    pages: int = Field(default=0, description="Pages handed to extraction.")
+    no_date: int = Field(default=0, description="No published date from page or feed.")
+    no_author: int = Field(default=0, description="No author from page or feed.")
+    short_text: int = Field(default=0, description="Page text missing or under the minimum.")
+    teaser: int = Field(
+        default=0,
+        description="A teaser or paywalled page: its text much shorter than the feed's "
+        "own content or summary, or paywall markers in the page.",
+    )
+    paywall: int = Field(default=0, description="Paywall markers found in the page.")
+    timeout: int = Field(default=0, description="Extraction ran out of time.")
+    feed_text: int = Field(default=0, description="Indexed with the feed's content instead.")
+
+    def add(self, counts: Mapping[str, int]) -> FeedQuality:
+        """These counts plus ``counts`` (by field name; unknown names are ignored)."""
+        return self.model_copy(
+            update={
+                name: getattr(self, name) + counts.get(name, 0) for name in type(self).model_fields
+            }
+        )
 
 
 class FeedState(BaseModel):
@@ -65,6 +98,13 @@ class FeedState(BaseModel):
         "unchanged polls and failures until the feed parses clean.",
     )
     entries_seen: int = Field(default=0, description="Entries in the last parsed body.")
+    quality: FeedQuality = Field(
+        default_factory=lambda: FeedQuality(),
+        description="Extraction quality of the feed's pages, counted over every poll.",
+    )
+    quality_by_domain: dict[str, FeedQuality] = Field(
+        default_factory=dict, description="The same counts per domain of the pages."
+    )
 
 
 class FeedEntry(BaseModel):
@@ -82,3 +122,8 @@ class FeedEntry(BaseModel):
     tags: list[str] = Field(default_factory=list)
     language: str | None = Field(default=None, description="Feed language (or config hint).")
     image_url: str | None = None
+    content: str | None = Field(
+        default=None,
+        description="Plain text of the entry's full content (content:encoded, Atom "
+        "content), when the feed carries one.",
+    )

@@ -81,7 +81,18 @@ def _entry(
         tags=_dedupe([*_entry_tags(raw), *config.tags]),
         language=language,
         image_url=_image(raw, base),
+        content=_content(raw),
     )
+
+
+def _content(raw: Mapping[str, Any]) -> str | None:
+    # feedparser lists content:encoded and Atom <content> here; the longest one is the body.
+    texts = []
+    for item in raw.get("content") or []:
+        if isinstance(item, Mapping) and (value := clean_text(item.get("value"))):
+            html = item.get("type") in ("text/html", "application/xhtml+xml")
+            texts.append(_plain_text(value) if html else _WHITESPACE.sub(" ", value).strip())
+    return max((text for text in texts if text), key=len, default=None)
 
 
 def _entry_base(raw: Mapping[str, Any]) -> str | None:

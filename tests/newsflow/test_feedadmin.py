@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from connectors.sqlite_store import SqliteStore
+from connectors.store import FeedStats
 from newsflow.errors import ConfigError
 from newsflow.feedadmin import (
+    FeedHealth,
     add_feed,
     feed_health,
     feed_rows,
@@ -21,7 +23,7 @@ from newsflow.feedadmin import (
 )
 from newsflow.feedlist import load_feeds
 from newsflow.identity import doc_id
-from schemas import Article, FeedConfig, FeedState
+from schemas import Article, FeedConfig, FeedQuality, FeedState
 from tests.support.site import FIXTURE_SITE
 
 BASE = "http://127.0.0.1:8000"
@@ -291,6 +293,13 @@ def test_health_joins_feed_state_and_article_counts(
         "no_date": "25%",
         "no_author": "50%",
         "no_text": "0%",
+        "pages": "0",
+        "q_no_date": "-",
+        "q_no_author": "-",
+        "q_short_text": "-",
+        "q_teaser": "-",
+        "q_timeout": "-",
+        "q_feed_text": "-",
     }
     assert human[1]["last_success"] == "2.0d ago"
     assert human[1]["last_error"].startswith("HttpStatusError: HTTP 503")
@@ -306,3 +315,16 @@ def test_health_joins_feed_state_and_article_counts(
         == f"HttpStatusError: {failing}: HTTP 503 from news.example.com " + "x" * 80
     )
     assert plain[2]["last_success"] == "" and plain[2]["health"] == "disabled"
+
+
+def test_status_shows_quality_over_stored_and_skipped_pages() -> None:
+    now = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    quality = FeedQuality(pages=8, no_date=2, short_text=4, teaser=3, timeout=1, feed_text=2)
+    state = FeedState(feed_url="http://q.example/feed", last_attempt_at=now, quality=quality)
+    health = FeedHealth("http://q.example/feed", None, True, True, state, FeedStats())
+    human = health_rows([health], now, human=True)[0]
+    assert (human["pages"], human["q_no_date"], human["q_short_text"]) == ("8", "25%", "50%")
+    assert (human["q_teaser"], human["q_timeout"], human["q_feed_text"]) == ("38%", "12%", "25%")
+    assert human["no_text"] == "-"  # the stored-article count knows nothing of skipped pages
+    plain = health_rows([health], now, human=False)[0]
+    assert plain["q_short_text"] == "0.500" and plain["q_no_author"] == "0.000"
