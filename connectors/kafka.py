@@ -395,7 +395,7 @@ class KafkaBuffer:
         ids = sorted(int(p["partition_index"]) for p in found)
         if problems:
             return Check.fail(name, "; ".join(problems)), ids
-        detail = f"{len(found)} partitions, replication {replicas}, {in_sync}+ in sync"
+        detail = f"{len(found)} partitions, replication {replicas}"
         if min_insync is not None:
             detail += f", min.insync.replicas {min_insync}"
         return Check.ok(name, detail), ids
