@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Precompiled bytecode: Prefect's temporary API server starts ~10 s faster the first time.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install system-deps lint fmt types unit integration test stack-up stack-down stack-status demo bench clean
+.PHONY: help install system-deps lint fmt types unit integration test stack-up stack-down stack-status demo bench cluster-faults scaling clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -74,6 +74,15 @@ test: install system-deps  ## everything CI runs, from a fresh clone
 BENCH_ARGS ?= --articles 2000 --hosts 20
 bench: install  ## benchmark the pipeline on the running stack (bench/out/, docs/performance.md)
 	$(VENV)/bin/python -m bench.pipeline $(BENCH_ARGS) --out bench/out/ --write-docs
+
+# Issue 12: faults on a 3-broker / 3-node cluster of its own (ports 44092-44097, 44200-44202).
+N ?= 2000
+cluster-faults: install  ## kill brokers, ES nodes and indexers on a 3+3 cluster, N articles per phase
+	NEWSFLOW_TEST_CLUSTER_N=$(N) $(VENV)/bin/pytest tests/cluster -m cluster -p no:cacheprovider -s
+
+SCALING_ARGS ?= --articles 3000
+scaling: install  ## indexer and publish throughput on a 3+3 cluster (bench/out/scaling.json)
+	$(VENV)/bin/python -m bench.scaling $(SCALING_ARGS) --out bench/out/scaling.json
 
 # The README's first command: set-up and an offline demo on the embedded backends.
 demo: install  ## install, then run newsflow on a bundled offline news site (no Java needed)

@@ -59,6 +59,8 @@ __all__ = [
     "REVISIT_MAPPING",
     "ElasticsearchStore",
     "Reindexed",
+    "node_urls",
+    "replication",
 ]
 
 logger = logging.getLogger(__name__)
@@ -228,14 +230,41 @@ def _translated(action: str) -> Iterator[None]:
         raise PermanentError(f"Elasticsearch {action} failed: {exc}") from exc
 
 
+def node_urls(url: str) -> list[str]:
+    """The node URLs of ``NEWSFLOW_ELASTICSEARCH_URL``: one URL or a comma-separated list."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
+def replication(settings: ElasticsearchSettings, data_nodes: int) -> tuple[int, int]:
+    """Replicas and ``wait_for_active_shards`` of new indices on ``data_nodes`` nodes.
+
+    Unset, an index gets one replica as soon as there is a second node to hold it, and a
+    write waits for two active copies only when there are three or more: with two copies,
+    requiring both would stall every write while either node is away.
+    """
+    replicas = settings.replicas if settings.replicas is not None else min(1, data_nodes - 1)
+    active = settings.wait_for_active_shards or (2 if replicas >= 2 else 1)
+    if active > replicas + 1:
+        raise ConfigError(
+            f"NEWSFLOW_ELASTICSEARCH_WAIT_FOR_ACTIVE_SHARDS {active} exceeds the "
+            f"{replicas + 1} copies of a shard (NEWSFLOW_ELASTICSEARCH_REPLICAS {replicas})"
+        )
+    return max(0, replicas), active
+
+
 def _client_for(settings: ElasticsearchSettings) -> Elasticsearch:
     """The client for these settings; a missing or malformed setting is a ConfigError."""
     if not settings.url:
         raise ConfigError("NEWSFLOW_ELASTICSEARCH_URL is not set")
     tls: dict[str, Any] = {"ca_certs": str(settings.ca_certs)} if settings.ca_certs else {}
+    sniffing: dict[str, Any] = (
+        {"sniff_on_start": True, "sniff_on_node_failure": True, "sniff_timeout": 5.0}
+        if settings.sniff
+        else {}
+    )
     try:
         return Elasticsearch(
-            settings.url,
+            node_urls(settings.url),
             basic_auth=(
                 (settings.username, settings.password.get_secret_value())
                 if settings.username and settings.password
@@ -248,6 +277,7 @@ def _client_for(settings: ElasticsearchSettings) -> Elasticsearch:
             # Retries live in the indexer (with backoff), not in the transport.
             max_retries=0,
             retry_on_timeout=False,
+            **sniffing,
         )
     except (ValueError, TypeError) as exc:  # e.g. a URL without scheme, a bad CA file
         raise ConfigError(f"NEWSFLOW_ELASTICSEARCH_* settings rejected: {exc}") from exc
@@ -270,7 +300,16 @@ class ElasticsearchStore:
 
     def _index_settings(self) -> dict[str, Any]:
         s = self._settings
-        return {"number_of_shards": s.shards, "number_of_replicas": s.replicas}
+        nodes = 1
+        if s.replicas is None:  # only then does the cluster's size matter
+            with _translated("cluster health"):
+                nodes = int(self._client.cluster.health()["number_of_data_nodes"])
+        replicas, active = replication(s, nodes)
+        return {
+            "number_of_shards": s.shards,
+            "number_of_replicas": replicas,
+            "index.write.wait_for_active_shards": str(active),
+        }
 
     def ensure(self) -> None:
         index_settings = self._index_settings()

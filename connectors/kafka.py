@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic, OffsetSpec
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic, OffsetSpec
 from kafka.errors import (
     AuthorizationError,
     CommitFailedError,
@@ -36,7 +37,7 @@ from newsflow.errors import (
 )
 from newsflow.settings import KafkaSettings
 
-__all__ = ["KafkaBuffer", "KafkaGroupConsumer", "connection_options"]
+__all__ = ["KafkaBuffer", "KafkaGroupConsumer", "Replication", "connection_options", "replication"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,35 @@ def _translated(exc: KafkaError, action: str) -> NewsflowError:
     if isinstance(exc, _REFUSED):
         return PermanentError(f"Kafka {action} refused: {exc}")
     return BackendUnavailable(f"Kafka {action} failed: {exc}")
+
+
+@dataclass(frozen=True, slots=True)
+class Replication:
+    """How many copies a topic newsflow creates gets, and how many must be in sync."""
+
+    factor: int
+    min_insync: int
+
+
+def replication(settings: KafkaSettings, brokers: int) -> Replication:
+    """The settings' replication, its unset parts chosen from the cluster's ``brokers``.
+
+    Unset, a topic gets ``min(3, brokers)`` copies of which ``min(2, factor)`` must be in
+    sync: on three brokers, one may fail without an acknowledged (``acks=all``) record
+    being lost or writes being refused. Explicit values win, and are checked here.
+    """
+    factor = settings.replication_factor or max(1, min(3, brokers))
+    min_insync = settings.min_insync_replicas or min(2, factor)
+    if factor > brokers:
+        raise ConfigError(
+            f"NEWSFLOW_KAFKA_REPLICATION_FACTOR {factor} exceeds the {brokers} broker(s)"
+        )
+    if min_insync > factor:
+        raise ConfigError(
+            f"NEWSFLOW_KAFKA_MIN_INSYNC_REPLICAS {min_insync} exceeds the replication "
+            f"factor {factor}: no acks=all write could succeed"
+        )
+    return Replication(factor, min_insync)
 
 
 def connection_options(settings: KafkaSettings) -> dict[str, Any]:
@@ -193,24 +223,33 @@ class KafkaBuffer:
             ) from exc
 
     def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Create the missing ``topics``, replicated as :func:`replication` decides."""
         admin = self._admin()
         try:
             existing = set(admin.list_topics())
+            wanted = [topic for topic in topics if topic not in existing]
+            if not wanted:
+                return
+            copies = replication(self._settings, len(admin.describe_cluster()["brokers"]))
             missing = [
                 NewTopic(
                     name=topic,
                     num_partitions=self._settings.partitions,
-                    replication_factor=self._settings.replication_factor,
+                    replication_factor=copies.factor,
+                    topic_configs={"min.insync.replicas": str(copies.min_insync)},
                 )
-                for topic in topics
-                if topic not in existing
+                for topic in wanted
             ]
-            if missing:
-                try:
-                    admin.create_topics(missing)
-                except TopicAlreadyExistsError:
-                    pass  # another process created it between list and create
-                logger.info("created topics=%s", ",".join(t.name for t in missing))
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process created it between list and create
+            logger.info(
+                "created topics=%s replication=%d min_insync=%d",
+                ",".join(t.name for t in missing),
+                copies.factor,
+                copies.min_insync,
+            )
         except KafkaError as exc:
             raise _translated(exc, "topic creation") from exc
         finally:
@@ -273,10 +312,17 @@ class KafkaBuffer:
                     f"controller {cluster.get('controller_id')}",
                 )
             ]
+            try:
+                copies: Replication | str = replication(self._settings, len(brokers))
+            except ConfigError as exc:
+                copies = str(exc)
             described = {info["name"]: info for info in admin.describe_topics(list(topics))}
+            insync = self._min_insync(admin, [t for t in topics if t in described])
             partitions: dict[str, list[int]] = {}
             for topic in topics:
-                check, found = self._topic_check(topic, described.get(topic))
+                check, found = self._topic_check(
+                    topic, described.get(topic), copies, insync.get(topic)
+                )
                 checks.append(check)
                 if found is not None:
                     partitions[topic] = found
@@ -286,8 +332,34 @@ class KafkaBuffer:
         finally:
             admin.close()
 
+    @staticmethod
+    def _min_insync(admin: KafkaAdminClient, topics: Sequence[str]) -> dict[str, int]:
+        """Each topic's ``min.insync.replicas``; empty when the configs are not readable."""
+        if not topics:
+            return {}
+        resources = [
+            ConfigResource(ConfigResourceType.TOPIC, topic, {"min.insync.replicas": None})
+            for topic in topics
+        ]
+        try:
+            found = admin.describe_configs(resources, config_filter="all").get("topic", {})
+        except KafkaError as exc:
+            logger.warning("topic configs not readable: %s", exc)
+            return {}
+        values: dict[str, int] = {}
+        for topic, configs in found.items():
+            entry = configs.get("min.insync.replicas") or {}
+            value = entry.get("value") if isinstance(entry, dict) else entry
+            if value is not None:
+                values[topic] = int(value)
+        return values
+
     def _topic_check(
-        self, topic: str, info: dict[str, Any] | None
+        self,
+        topic: str,
+        info: dict[str, Any] | None,
+        copies: Replication | str,
+        min_insync: int | None,
     ) -> tuple[Check, list[int] | None]:
         """The check of one described topic, and its partitions when it exists."""
         name = f"kafka topic {topic}"
@@ -296,20 +368,37 @@ class KafkaBuffer:
             return Check.fail(name, f"missing; {SETUP_HINT} ({wanted.partitions} partitions)"), None
         found = info["partitions"]
         replicas = min(len(p.get("replica_nodes") or []) for p in found)
+        in_sync = min(len(p.get("isr_nodes") or []) for p in found)
         problems = []
         if len(found) != wanted.partitions:
             problems.append(
                 f"has {len(found)} partitions, NEWSFLOW_KAFKA_PARTITIONS is {wanted.partitions}"
             )
-        if replicas < wanted.replication_factor:
-            problems.append(
-                f"replication factor {replicas} < NEWSFLOW_KAFKA_REPLICATION_FACTOR "
-                f"{wanted.replication_factor}"
-            )
+        if isinstance(copies, str):
+            problems.append(copies)
+        else:
+            if replicas < copies.factor:
+                problems.append(
+                    f"replication factor {replicas} < {copies.factor} "
+                    "(NEWSFLOW_KAFKA_REPLICATION_FACTOR, default min(3, brokers))"
+                )
+            if min_insync is not None and min_insync < copies.min_insync:
+                problems.append(
+                    f"min.insync.replicas {min_insync} < {copies.min_insync} "
+                    "(NEWSFLOW_KAFKA_MIN_INSYNC_REPLICAS, default min(2, replication))"
+                )
+            if min_insync is not None and in_sync < min_insync:
+                problems.append(
+                    f"a partition has {in_sync} in-sync replica(s) < min.insync.replicas "
+                    f"{min_insync}: acks=all writes are refused"
+                )
         ids = sorted(int(p["partition_index"]) for p in found)
         if problems:
             return Check.fail(name, "; ".join(problems)), ids
-        return Check.ok(name, f"{len(found)} partitions, replication {replicas}"), ids
+        detail = f"{len(found)} partitions, replication {replicas}"
+        if min_insync is not None:
+            detail += f", min.insync.replicas {min_insync}"
+        return Check.ok(name, detail), ids
 
     @staticmethod
     def _lag_check(

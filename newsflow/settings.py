@@ -78,8 +78,13 @@ class KafkaSettings(BaseSettings):
     """Where the indexer sends records it cannot decode or the store rejects."""
     partitions: int = Field(default=6, ge=1)
     """Partitions when newsflow creates the topics."""
-    replication_factor: int = Field(default=1, ge=1)
-    """Replication factor when newsflow creates the topics (3 on a production cluster)."""
+    replication_factor: int | None = Field(default=None, ge=1)
+    """Replication factor when newsflow creates the topics. Unset: ``min(3, brokers)``,
+    from the brokers the cluster reports (1 on a single broker, 3 on a cluster)."""
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+    """``min.insync.replicas`` of the topics newsflow creates: with ``acks=all`` a write
+    is acknowledged only once this many copies have it. Unset: ``min(2, replication
+    factor)``, so one broker may fail without losing or refusing an acknowledged write."""
     consumer_group: str = "newsflow-indexer"
     """Consumer group of the indexer; run several indexers to share partitions."""
     max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
@@ -114,7 +119,12 @@ class ElasticsearchSettings(BaseSettings):
     model_config = _section("NEWSFLOW_ELASTICSEARCH_")
 
     url: str | None = None
-    """Node URL, e.g. ``http://127.0.0.1:9200``. Unset: the embedded SQLite store is used."""
+    """Node URL, e.g. ``http://127.0.0.1:9200``, or a comma-separated list of every node
+    of a cluster (as ``deploy/local/stack status`` prints it); the client spreads requests
+    over them and skips a node that failed. Unset: the embedded SQLite store is used."""
+    sniff: bool = False
+    """Ask the cluster for its nodes on start and after a node failed, and use those
+    (their publish addresses must be reachable from here)."""
     prefix: str = Field(default=DEFAULT_INDEX_PREFIX, pattern=_PREFIX_PATTERN)
     """Every index, alias and template name of this deployment derives from it (see
     :func:`index_name`), so two deployments with different prefixes share a cluster
@@ -136,8 +146,14 @@ class ElasticsearchSettings(BaseSettings):
     Empty: ``<prefix>-revisits`` (``newsflow-revisits`` for the default prefix)."""
     shards: int = Field(default=1, ge=1)
     """Primary shards of newly created indices."""
-    replicas: int = Field(default=0, ge=0)
-    """Replicas of newly created indices (0 on a single node)."""
+    replicas: int | None = Field(default=None, ge=0)
+    """Replicas of newly created indices. Unset: 1 on a cluster of two or more nodes,
+    0 on a single node (from the nodes the cluster reports)."""
+    wait_for_active_shards: int | None = Field(default=None, ge=1)
+    """Copies of a shard that must be active before a write goes ahead
+    (``index.write.wait_for_active_shards``); a write is replicated to every in-sync copy
+    either way. Unset: 2 with two or more replicas, else 1 -- with a single replica,
+    waiting for both copies would stall writes whenever one node is away."""
     username: str | None = None
     """Basic-auth user."""
     password: SecretStr | None = None

@@ -34,6 +34,9 @@ class _Admin:
     def list_topics(self) -> list[str]:
         return []
 
+    def describe_cluster(self) -> dict[str, Any]:
+        return {"brokers": [{"broker_id": 1}]}
+
     def create_topics(self, topics: list[Any]) -> None:
         if _Admin.failure is not None:
             raise _Admin.failure

@@ -178,7 +178,9 @@ def test_the_real_stack_before_and_after_set_up(
     code, lines, stderr = _doctor()
     assert code == 0, (lines, stderr)
     after = _by_name(run_checks(settings, timeout=5))
-    assert after[f"kafka topic {kafka.topic}"].detail == "3 partitions, replication 1"
+    assert after[f"kafka topic {kafka.topic}"].detail == (
+        "3 partitions, replication 1, min.insync.replicas 1"
+    )
     assert after[f"kafka lag {kafka.consumer_group}"].detail.startswith("total=1 (p0=")
     assert after[f"elasticsearch alias {es.index}"].detail.startswith(
         f"-> {es.index}-000001 (write)"
