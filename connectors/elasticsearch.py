@@ -229,6 +229,9 @@ def _client_for(settings: ElasticsearchSettings) -> Elasticsearch:
     if not settings.url:
         raise ConfigError("NEWSFLOW_ELASTICSEARCH_URL is not set")
     tls: dict[str, Any] = {"ca_certs": str(settings.ca_certs)} if settings.ca_certs else {}
+    if settings.ssl_assert_fingerprint:
+        # The certificate is pinned instead of verified against a CA.
+        tls["ssl_assert_fingerprint"] = settings.ssl_assert_fingerprint.replace(":", "").lower()
     try:
         return Elasticsearch(
             settings.url,
