@@ -400,6 +400,10 @@ def _describe(exc: ValidationError) -> str:
         secret = field is not None and "SecretStr" in str(field.annotation)
         value = "<secret>" if secret else repr(error.get("input"))
         message = error["msg"][:1].lower() + error["msg"][1:]
+        if not names:
+            # A check across fields: its input is the whole section, secrets included.
+            problems.append(f"{variable}*: {message}")
+            continue
         problems.append(f"{variable}={value}: {message}")
     return "; ".join(problems).replace("\n", " ")
 
