@@ -262,6 +262,9 @@ def _client_for(settings: ElasticsearchSettings) -> Elasticsearch:
         if settings.sniff
         else {}
     )
+    if settings.ssl_assert_fingerprint:
+        # The certificate is pinned instead of verified against a CA.
+        tls["ssl_assert_fingerprint"] = settings.ssl_assert_fingerprint.replace(":", "").lower()
     try:
         return Elasticsearch(
             node_urls(settings.url),

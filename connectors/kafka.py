@@ -111,11 +111,23 @@ def connection_options(settings: KafkaSettings) -> dict[str, Any]:
         "security_protocol": settings.security_protocol,
         "request_timeout_ms": settings.request_timeout_ms,
     }
-    if settings.sasl_mechanism:
+    if settings.security_protocol.startswith("SASL_") and settings.sasl_mechanism:
+        # kafka-python takes the SCRAM credentials under the PLAIN names too.
         options["sasl_mechanism"] = settings.sasl_mechanism
         options["sasl_plain_username"] = settings.sasl_username
         if settings.sasl_password is not None:
             options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_check_hostname"] = settings.ssl_check_hostname
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(settings, name)
+            if path is not None:
+                if not path.is_file():
+                    variable = f"NEWSFLOW_KAFKA_{name.upper()}"
+                    raise ConfigError(f"{variable}={str(path)!r}: no such file")
+                options[name] = str(path)
+        if settings.ssl_password is not None:
+            options["ssl_password"] = settings.ssl_password.get_secret_value()
     return options
 
 

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from newsflow import __version__
@@ -65,6 +72,10 @@ def index_name(prefix: str, role: str) -> str:
     return f"{prefix}-{_INDEX_ROLES[role]}"
 
 
+_KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 class KafkaSettings(BaseSettings):
     """Where and how articles are published (``NEWSFLOW_KAFKA_*``)."""
 
@@ -111,6 +122,42 @@ class KafkaSettings(BaseSettings):
     """SASL user name."""
     sasl_password: SecretStr | None = None
     """SASL password."""
+    ssl_cafile: Path | None = None
+    """PEM file of the certificate authority that signed the brokers' certificates (SSL and
+    SASL_SSL); unset: the system's trusted authorities."""
+    ssl_certfile: Path | None = None
+    """PEM file of this client's certificate (and any intermediates), for brokers that
+    require client authentication (mutual TLS on an SSL listener)."""
+    ssl_keyfile: Path | None = None
+    """PEM file of this client's private key (with ``ssl_certfile``)."""
+    ssl_password: SecretStr | None = None
+    """Password of an encrypted ``ssl_keyfile``."""
+    ssl_check_hostname: bool = True
+    """Check that a broker's certificate names the host it was reached at."""
+
+    @field_validator("security_protocol", "sasl_mechanism")
+    @classmethod
+    def _known_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        known = _KAFKA_PROTOCOLS if info.field_name == "security_protocol" else _SASL_MECHANISMS
+        if value.upper() not in known:
+            raise ValueError(f"expected one of {', '.join(known)}")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_"):
+            missing = [
+                f"NEWSFLOW_KAFKA_{name.upper()}"
+                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"{self.security_protocol} needs {', '.join(missing)}")
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("NEWSFLOW_KAFKA_SSL_KEYFILE needs NEWSFLOW_KAFKA_SSL_CERTFILE")
+        return self
 
 
 class ElasticsearchSettings(BaseSettings):
@@ -164,6 +211,10 @@ class ElasticsearchSettings(BaseSettings):
     """Verify the server's TLS certificate."""
     ca_certs: Path | None = None
     """CA bundle for a private certificate authority."""
+    ssl_assert_fingerprint: str | None = None
+    """SHA-256 fingerprint (hex, colons allowed) of the node's certificate: the connection
+    is trusted when the certificate matches it, without a CA file (the fingerprint that
+    Elasticsearch prints at its first start)."""
     request_timeout: float = Field(default=30.0, gt=0)
     """Seconds per request."""
     bulk_max_bytes: int = Field(default=20 * 1024 * 1024, ge=64 * 1024)
@@ -367,6 +418,10 @@ def _describe(exc: ValidationError) -> str:
         secret = field is not None and "SecretStr" in str(field.annotation)
         value = "<secret>" if secret else repr(error.get("input"))
         message = error["msg"][:1].lower() + error["msg"][1:]
+        if not names:
+            # A check across fields: its input is the whole section, secrets included.
+            problems.append(f"{variable}*: {message}")
+            continue
         problems.append(f"{variable}={value}: {message}")
     return "; ".join(problems).replace("\n", " ")
 

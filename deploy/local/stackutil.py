@@ -15,13 +15,26 @@ Sub-commands (all used by the `stack` bash script):
                                     exact argument -Dnewsflow.stack.home=STACK_HOME
                                     and, if given, -Dnewsflow.stack.component=COMPONENT)
   pid-matches PID STACK_HOME        exit 0 if PID is alive and is such a process
+  secret FILE                       create FILE (mode 0600) with a random password,
+                                    unless it exists
+  scram-arg USER PASSWORD_FILE      print kafka-storage's --add-scram value for USER
+                                    (SCRAM-SHA-512, salted here: no password in it)
+  es-secure-setup URL [options]     create an API key of the stack's Elasticsearch user
+
+With --secure stacks, the probes speak TLS: kafka-probe and wait take --tls-ca,
+--tls-cert, --tls-key (the SSL listener requires a client certificate); es-probe
+and wait take --es-ca and --es-password-file (user elastic). Secrets are only
+ever read from files.
 """
 
 import argparse
 import base64
+import hashlib
 import json
 import os
+import secrets
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -31,6 +44,12 @@ import zipfile
 
 CLIENT_ID = b"newsflow-stack"
 MARKER_PREFIX = "-Dnewsflow.stack.home="
+
+# Set from the command line of a --secure stack (see main): TLS for the Kafka probe,
+# TLS and basic auth for the Elasticsearch probe.
+KAFKA_TLS = None  # ssl.SSLContext
+ES_TLS = None  # ssl.SSLContext
+ES_AUTH = None  # "Basic ..." header value
 
 
 # --------------------------------------------------------------------------- kafka
@@ -65,7 +84,8 @@ def kafka_broker_count(host, port, timeout=2.0):
     Returns the number of brokers in the Metadata response, or -1 if the
     broker answered ApiVersions but supports no Metadata version we can speak.
     """
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        sock = KAFKA_TLS.wrap_socket(raw, server_hostname=host) if KAFKA_TLS else raw
         sock.settimeout(timeout)
         resp = _kafka_call(sock, 18, 0, 1, b"")
         (error,) = struct.unpack_from(">h", resp, 0)
@@ -104,11 +124,27 @@ def es_health(url, timeout=2.0):
     # urllib also opens file: and ftp: URLs; the probe is for an HTTP node only.
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"not an http(s) URL: {url!r}")
-    req = urllib.request.Request(  # noqa: S310 - scheme checked above
-        url.rstrip("/") + "/_cluster/health", headers={"Accept": "application/json"}
+    return _es_get(url, "/_cluster/health", timeout).get("status")
+
+
+def _es_request(url, path, timeout, *, method="GET", body=None, auth=None):
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    if auth or ES_AUTH:
+        headers["Authorization"] = auth or ES_AUTH
+    req = urllib.request.Request(  # noqa: S310 - callers check the scheme
+        url.rstrip("/") + path,
+        data=None if body is None else json.dumps(body).encode(),
+        headers=headers,
+        method=method,
     )
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - as above
-        return json.load(resp).get("status")
+    with urllib.request.urlopen(req, timeout=timeout, context=ES_TLS) as resp:  # noqa: S310
+        return json.load(resp)
+
+
+def _es_get(url, path, timeout):
+    return _es_request(url, path, timeout)
 
 
 def es_ready(url):
@@ -183,11 +219,7 @@ def es_node_count(url, timeout=2.0):
     if not url.startswith(("http://", "https://")):
         return 0
     try:
-        req = urllib.request.Request(  # noqa: S310 - scheme checked above
-            url.rstrip("/") + "/_cluster/health", headers={"Accept": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - as above
-            health = json.load(resp)
+        health = _es_get(url, "/_cluster/health", timeout)
     except (OSError, ValueError, urllib.error.URLError):
         return 0
     if health.get("status") not in ("green", "yellow"):
@@ -271,6 +303,78 @@ def cmd_extract(zip_path, dest):
                 os.chmod(path, mode)
 
 
+def read_secret(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def cmd_secret(path):
+    """A random password in a new file only its owner can read; an existing one is kept."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(24) + "\n")
+
+
+def scram_arg(user, password, iterations=8192):
+    """kafka-storage's --add-scram value with the salted password (RFC 5802 Hi())."""
+    salt = os.urandom(32)
+    salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    b64 = base64.b64encode
+    return (
+        f"SCRAM-SHA-512=[name={user},salt={b64(salt).decode()},"
+        f"saltedpassword={b64(salted).decode()},iterations={iterations}]"
+    )
+
+
+def _basic(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def cmd_es_secure_setup(args):
+    """An API key of the stack's user in a new 0600 file; an existing key that works is kept.
+
+    API keys live in the .security system index. Its mapping needs the pattern_capture
+    token filter of the analysis-common module, which the integ-test distribution lacks:
+    there the request fails, this says so on stderr and returns 1 (no key file).
+    """
+    url = args.url
+    password = read_secret(args.password_file)
+    if os.path.exists(args.api_key_file):
+        try:
+            key = read_secret(args.api_key_file)
+            _es_request(url, "/_security/_authenticate", 10, auth="ApiKey " + key)
+            return 0
+        except urllib.error.HTTPError:
+            os.unlink(args.api_key_file)  # e.g. the data was purged since: make a new one
+    try:
+        key = _es_request(
+            url,
+            "/_security/api_key",
+            30,
+            method="POST",
+            body={"name": "newsflow-stack"},
+            auth=_basic(args.user, password),
+        )
+    except urllib.error.HTTPError as exc:
+        reason = exc.read().decode(errors="replace")[:300]
+        print(f"no elasticsearch API key: HTTP {exc.code}: {reason}", file=sys.stderr)
+        return 1
+    fd = os.open(args.api_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key["encoded"] + "\n")
+    return 0
+
+
+def _tls_context(ca, cert=None, key=None):
+    context = ssl.create_default_context(cafile=ca)
+    if cert:
+        context.load_cert_chain(cert, key)
+    return context
+
+
 def port_free(host, port):
     try:
         with socket.create_connection((host, int(port)), timeout=1.0):
@@ -284,13 +388,29 @@ def main(argv):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("kafka-probe")
+    tls = argparse.ArgumentParser(add_help=False)
+    tls.add_argument("--tls-ca", help="CA file: the Kafka probe speaks TLS")
+    tls.add_argument("--tls-cert", help="client certificate (PEM) for the Kafka probe")
+    tls.add_argument("--tls-key", help="its key (PEM, not encrypted)")
+    tls.add_argument("--es-ca", help="CA file of the Elasticsearch nodes (https)")
+    tls.add_argument("--es-password-file", help="password of the user elastic")
+    p = sub.add_parser("kafka-probe", parents=[tls])
     p.add_argument("host")
     p.add_argument("port")
-    p = sub.add_parser("es-probe")
+    p = sub.add_parser("es-probe", parents=[tls])
     p.add_argument("url")
     p.add_argument("--nodes", type=int, default=1, help="nodes the cluster must have")
-    p = sub.add_parser("wait")
+    p = sub.add_parser("secret")
+    p.add_argument("file")
+    p = sub.add_parser("scram-arg")
+    p.add_argument("user")
+    p.add_argument("password_file")
+    p = sub.add_parser("es-secure-setup", parents=[tls])
+    p.add_argument("url")
+    p.add_argument("--user", required=True)
+    p.add_argument("--password-file", required=True)
+    p.add_argument("--api-key-file", required=True)
+    p = sub.add_parser("wait", parents=[tls])
     p.add_argument("--timeout", type=float, required=True)
     # Repeated once per broker / node, in the same order for the pids.
     p.add_argument("--kafka", action="append", required=True, help="host:port")
@@ -316,6 +436,22 @@ def main(argv):
     p.add_argument("pid")
     p.add_argument("stack_home")
     args = parser.parse_args(argv)
+    global KAFKA_TLS, ES_TLS, ES_AUTH  # noqa: PLW0603 - set once, before any probe
+    if getattr(args, "tls_ca", None):
+        KAFKA_TLS = _tls_context(args.tls_ca, args.tls_cert, args.tls_key)
+    if getattr(args, "es_ca", None):
+        ES_TLS = _tls_context(args.es_ca)
+    if getattr(args, "es_password_file", None):
+        ES_AUTH = _basic("elastic", read_secret(args.es_password_file))
+
+    if args.cmd == "secret":
+        cmd_secret(args.file)
+        return 0
+    if args.cmd == "scram-arg":
+        print(scram_arg(args.user, read_secret(args.password_file)))
+        return 0
+    if args.cmd == "es-secure-setup":
+        return cmd_es_secure_setup(args)
 
     if args.cmd == "kafka-probe":
         return 0 if kafka_ready(args.host, args.port) else 1
