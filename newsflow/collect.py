@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from newsflow.fetch import (
     RobotsDisallowed,
 )
 from newsflow.identity import canonical_url, content_hash, doc_id, domain_of
+from newsflow.metrics import NO_METRICS, PipelineMetrics, status_class
 from newsflow.summary import PollSummary
 from schemas import Article, FeedConfig, FeedEntry, PageExtraction
 
@@ -214,6 +216,7 @@ class _Fetched:
     response: FetchResponse
     fetched_at: datetime
     extraction: PendingExtraction
+    handed_off: float = 0.0
 
 
 _MAX_FETCH_THREADS = 16
@@ -230,6 +233,7 @@ def collect(
     respect_robots: bool | None = None,
     on_page: Callable[[], None] | None = None,
     conditional: Mapping[str, Mapping[str, str]] | None = None,
+    metrics: PipelineMetrics = NO_METRICS,
 ) -> Collected:
     """Fetch, extract and identify the planned entries of one feed.
 
@@ -237,7 +241,8 @@ def collect(
     extraction overlap (within the feed and with the other feeds of the run); the
     pool's backlog bound holds the downloads back when extraction falls behind.
     ``conditional`` holds extra request headers (``If-None-Match``, ...) by
-    :func:`entry_key`; a 304 answer is the outcome ``not_modified``.
+    :func:`entry_key`; a 304 answer is the outcome ``not_modified``. ``metrics`` is told
+    each fetch's latency and status class and each extraction's duration.
     """
     result = Collected()
     counts, outcomes = result.counts, result.outcomes
@@ -248,12 +253,19 @@ def collect(
             on_page()
 
     def fetch(entry: FeedEntry) -> _Fetched | Exception | FetchResponse:
+        started = time.monotonic()
         try:
-            response = fetcher.get(
-                entry.link,
-                headers=conditional.get(entry_key(entry)),
-                respect_robots=respect_robots,
-            )
+            try:
+                response = fetcher.get(
+                    entry.link,
+                    headers=conditional.get(entry_key(entry)),
+                    respect_robots=respect_robots,
+                )
+            except Exception as exc:
+                status = exc.status if isinstance(exc, HttpStatusError) else None
+                metrics.page_fetched(status_class(status), time.monotonic() - started)
+                raise
+            metrics.page_fetched(status_class(response.status), time.monotonic() - started)
             if response.status == 304 or not response.is_html:
                 return response
             fetched_at = datetime.now(UTC)
@@ -263,9 +275,17 @@ def collect(
         except Exception as exc:  # one page's bytes, or a bug they hit: that page's skip
             logger.warning("page failed url=%s error=%r", entry.link, exc)
             return exc
+        handed_off = time.monotonic()
         pending = extractor.submit(Page(url=response.url, html=html))
-        return _Fetched(entry, response, fetched_at, pending)
+        key = id(pending)
 
+        def ended(_: object) -> None:
+            finished[key] = time.monotonic()
+
+        pending.future.add_done_callback(ended)
+        return _Fetched(entry, response, fetched_at, pending, handed_off)
+
+    finished: dict[int, float] = {}  # when each extraction ended, by id of its pending
     fetched: list[_Fetched] = []
     if entries:
         threads = min(_MAX_FETCH_THREADS, len(entries))
@@ -291,7 +311,11 @@ def collect(
 
     extractions = []
     for item in fetched:
-        extractions.append(extractor.result(item.extraction))
+        extraction = extractor.result(item.extraction)
+        extractions.append(extraction)
+        end = finished.get(id(item.extraction), time.monotonic())
+        outcome = extraction.reason if isinstance(extraction, ExtractSkip) else "ok"
+        metrics.page_extracted(outcome, max(0.0, end - item.handed_off))
         done()
 
     candidates: list[tuple[str, _Fetched, Article]] = []
