@@ -27,11 +27,18 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 install: $(VENV)/.synced  ## create .venv with the locked dependencies and newsflow itself
 
-# kcat (Debian package kafkacat) is the non-Python Kafka client the contract test uses.
-system-deps:  ## install kcat when missing (needs root or sudo and Debian's apt)
-	@command -v kcat >/dev/null || command -v kafkacat >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq kafkacat; }
+# kcat (Debian package kafkacat) is the non-Python Kafka client the contract test uses;
+# prometheus (with promtool) and prometheus-pushgateway are what tests/deploy/test_prometheus.py
+# scrapes with and validates the alert rules with.
+system-deps:  ## install kcat, prometheus and the pushgateway when missing (root or sudo, apt)
+	@missing=""; \
+	  command -v kcat >/dev/null || command -v kafkacat >/dev/null || missing="kafkacat"; \
+	  command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	  command -v prometheus-pushgateway >/dev/null || missing="$$missing prometheus-pushgateway"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; \
+	  fi
 
 lint: install  ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check --no-cache .

@@ -3,7 +3,9 @@
 The pipeline lives in :mod:`newsflow.pipeline`; this flow adds what Prefect is for: a
 task per feed (never per article) that Prefect retries on transient errors only, a slot
 of the global ``newsflow-fetch`` concurrency limit held while a feed's pages are fetched,
-the run logger and a summary artifact.
+the run logger and a summary artifact. With ``NEWSFLOW_METRICS_PUSHGATEWAY`` set, the run
+pushes its metrics there when it ends (a worker's flow run is a short-lived process that
+no Prometheus could scrape).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 from prefect.futures import PrefectFuture, wait
 from prefect.task_runners import ThreadPoolTaskRunner
+from prometheus_client import CollectorRegistry
 
 from flows import summary_artifact, transient_only
 from newsflow.feedlist import load_feeds
+from newsflow.metrics import PrometheusMetrics, push
 from newsflow.pipeline import FetchSlot, PollRun, select_feeds
 from newsflow.settings import Settings, load_settings
 from newsflow.summary import PollSummary
@@ -95,13 +99,35 @@ def poll_feeds(
     """
     settings = settings if settings is not None else load_settings()
     feeds = select_feeds(load_feeds(Path(feeds_path)), tags)
+    gateway = settings.metrics_pushgateway
+    metrics = PrometheusMetrics(CollectorRegistry()) if gateway else None
+    try:
+        summary = _poll(settings, feeds, force, fetch_limit, metrics)
+    finally:
+        if gateway and metrics is not None:
+            try:
+                push(metrics.registry, gateway, job="newsflow_poll_feeds")
+            except OSError as exc:
+                get_run_logger().warning("metrics not pushed to %s: %s", gateway, exc)
+    get_run_logger().info("poll_feeds summary %s", summary.line())
+    summary_artifact("poll_feeds", summary.as_dict(), key="poll-feeds-summary")
+    return summary.as_dict()
+
+
+def _poll(
+    settings: Settings,
+    feeds: list[FeedConfig],
+    force: bool,
+    fetch_limit: str | None,
+    metrics: PrometheusMetrics | None,
+) -> PollSummary:
     summary = PollSummary()
     # As many feeds at once as a direct run polls (NEWSFLOW_FEED_CONCURRENCY), not one
     # thread per feed of the file.
     runner: ThreadPoolTaskRunner[PollSummary] = ThreadPoolTaskRunner(
         max_workers=settings.feed.concurrency
     )
-    with PollRun(settings) as run, runner:
+    with PollRun(settings, metrics=metrics) as run, runner:
         states = run.feed_states(feeds)
         limit = _existing_limit(fetch_limit)
         futures: list[PrefectFuture[PollSummary]] = [
@@ -122,6 +148,4 @@ def poll_feeds(
         wait(futures)
         for future in futures:
             summary.merge(future.result())
-    get_run_logger().info("poll_feeds summary %s", summary.line())
-    summary_artifact("poll_feeds", summary.as_dict(), key="poll-feeds-summary")
-    return summary.as_dict()
+    return summary

@@ -34,6 +34,7 @@ from newsflow.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from connectors.buffer import Consumer
+    from newsflow.metrics import PrometheusMetrics
     from newsflow.summary import IndexSummary
 
 __all__ = ["app"]
@@ -101,6 +102,15 @@ def _progress() -> Iterator[None]:
             progress.install(None)
 
 
+_METRICS_PORT_OPTION = typer.Option(
+    "--metrics-port",
+    min=0,
+    max=65535,
+    help="Serve Prometheus metrics on http://HOST:PORT/metrics (0: any free port).",
+)
+_METRICS_HOST_OPTION = typer.Option(
+    "--metrics-host", help="Address the metrics endpoint listens on."
+)
 _PREFECT_OPTION = typer.Option(
     "--prefect/--no-prefect",
     help="Run as a Prefect flow, recorded in Prefect's API (default: when PREFECT_API_URL is set).",
@@ -174,6 +184,8 @@ def run(
     every: Annotated[
         float, typer.Option("--every", min=1.0, help="Without --once: seconds between cycles.")
     ] = 60.0,
+    metrics_port: Annotated[int | None, _METRICS_PORT_OPTION] = None,
+    metrics_host: Annotated[str, _METRICS_HOST_OPTION] = "127.0.0.1",
     prefect: Annotated[bool | None, _PREFECT_OPTION] = None,
 ) -> None:
     """Poll the feeds, extract new articles and publish them.
@@ -191,6 +203,8 @@ def run(
         good = select_feeds(load_feeds(feeds), tag)
         cycle = _prefect_cycle(settings) if _use_prefect(prefect) else None
         with ExitStack() as stack:
+            if metrics_port is not None:
+                stack.enter_context(_served_metrics(metrics_host, metrics_port))
             if cycle is None:
                 # One run for every cycle: the extraction pool starts once.
                 poller = stack.enter_context(PollRun(settings))
@@ -224,6 +238,25 @@ def run(
 
 
 _Cycle = Callable[[Path, "list[str] | None", bool], dict[str, object]]
+
+
+@contextmanager
+def _served_metrics(host: str, port: int) -> Iterator[PrometheusMetrics]:
+    """Serve the pipeline's metrics on ``host:port``; every run within reports to them."""
+    from newsflow import pipeline
+    from newsflow.metrics import PrometheusMetrics, serve
+
+    metrics = PrometheusMetrics()
+    try:
+        server = serve(metrics.registry, host, port)
+    except OSError as exc:
+        raise ConfigError(f"--metrics-port {port}: {exc}") from None
+    logger.info("serving metrics on %s", server.url, extra={"metrics_url": server.url})
+    try:
+        with pipeline.observe_pipeline(metrics):
+            yield metrics
+    finally:
+        server.close()
 
 
 def _prefect_cycle(settings: Settings) -> _Cycle:
@@ -301,18 +334,8 @@ def index(
     until_idle: Annotated[
         bool, typer.Option("--until-idle", help="Stop once everything waiting is indexed.")
     ] = False,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option(
-            "--metrics-port",
-            min=0,
-            max=65535,
-            help="Serve Prometheus metrics on http://HOST:PORT/metrics (0: any free port).",
-        ),
-    ] = None,
-    metrics_host: Annotated[
-        str, typer.Option("--metrics-host", help="Address the metrics endpoint listens on.")
-    ] = "127.0.0.1",
+    metrics_port: Annotated[int | None, _METRICS_PORT_OPTION] = None,
+    metrics_host: Annotated[str, _METRICS_HOST_OPTION] = "127.0.0.1",
     prefect: Annotated[bool | None, _PREFECT_OPTION] = None,
 ) -> None:
     """Consume articles from the buffer and write them into the store.
@@ -321,21 +344,15 @@ def index(
     the index_articles flow; a continuous indexer is a service, never a flow run.
     """
     from newsflow import pipeline
-    from newsflow.metrics import IndexerMetrics, MetricsServer, serve
 
     with _clear_errors():
         settings = _settings()
         as_flow = until_idle and _use_prefect(prefect)
-        server: MetricsServer | None = None
         callbacks: list[Callable[[IndexSummary, Consumer, float], None]] = []
+        served = ExitStack()
         if metrics_port is not None:
-            metrics = IndexerMetrics()
-            try:
-                server = serve(metrics.registry, metrics_host, metrics_port)
-            except OSError as exc:
-                raise ConfigError(f"--metrics-port {metrics_port}: {exc}") from None
+            metrics = served.enter_context(_served_metrics(metrics_host, metrics_port))
             callbacks.append(metrics.on_batch)
-            logger.info("serving metrics on %s", server.url, extra={"metrics_url": server.url})
         try:
             with _index_progress(until_idle) as show:
 
@@ -357,8 +374,7 @@ def index(
             _err.print("interrupted: uncommitted records will be delivered again")
             raise typer.Exit(130) from None
         finally:
-            if server is not None:
-                server.close()
+            served.close()
     _report("index", counts)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ from newsflow.fetch import (
     RobotsDisallowed,
 )
 from newsflow.identity import canonical_url, content_hash, doc_id, domain_of
+from newsflow.metrics import NO_METRICS, PipelineMetrics, status_class
 from newsflow.quality import assess, feed_text, is_teaser
 from newsflow.summary import PollSummary
 from schemas import Article, FeedConfig, FeedEntry, PageExtraction
@@ -246,6 +248,7 @@ class _Fetched:
     response: FetchResponse
     fetched_at: datetime
     extraction: PendingExtraction
+    handed_off: float = 0.0
 
 
 _MAX_FETCH_THREADS = 16
@@ -263,6 +266,7 @@ def collect(
     on_page: Callable[[], None] | None = None,
     conditional: Mapping[str, Mapping[str, str]] | None = None,
     stop: threading.Event | None = None,
+    metrics: PipelineMetrics = NO_METRICS,
 ) -> Collected:
     """Fetch, extract and identify the planned entries of one feed.
 
@@ -272,6 +276,8 @@ def collect(
     ``conditional`` holds extra request headers (``If-None-Match``, ...) by
     :func:`entry_key`; a 304 answer is the outcome ``not_modified``. Once ``stop`` is
     set, pages not yet requested are not requested (the caller abandons the feed).
+    ``metrics`` is told each fetch's latency and status class and each extraction's
+    duration.
     """
     result = Collected()
     counts, outcomes = result.counts, result.outcomes
@@ -284,12 +290,19 @@ def collect(
     def fetch(entry: FeedEntry) -> _Fetched | Exception | FetchResponse:
         if stop is not None and stop.is_set():
             return Interrupted("not requested: the run is stopping")
+        started = time.monotonic()
         try:
-            response = fetcher.get(
-                entry.link,
-                headers=conditional.get(entry_key(entry)),
-                respect_robots=respect_robots,
-            )
+            try:
+                response = fetcher.get(
+                    entry.link,
+                    headers=conditional.get(entry_key(entry)),
+                    respect_robots=respect_robots,
+                )
+            except Exception as exc:
+                status = exc.status if isinstance(exc, HttpStatusError) else None
+                metrics.page_fetched(status_class(status), time.monotonic() - started)
+                raise
+            metrics.page_fetched(status_class(response.status), time.monotonic() - started)
             if response.status == 304 or not response.is_html:
                 return response
             fetched_at = datetime.now(UTC)
@@ -301,12 +314,20 @@ def collect(
                 return Interrupted("cut: the run is stopping")
             logger.warning("page failed url=%s error=%r", entry.link, exc)
             return exc
+        handed_off = time.monotonic()
         pending = extractor.submit(Page(url=response.url, html=html))
         # The body was decoded and handed on: keep the answer's URL and headers only, so
         # a feed's pages are not all held in memory until the feed is done.
         response = replace(response, body=b"")
-        return _Fetched(entry, response, fetched_at, pending)
+        key = id(pending)
 
+        def ended(_: object) -> None:
+            finished[key] = time.monotonic()
+
+        pending.future.add_done_callback(ended)
+        return _Fetched(entry, response, fetched_at, pending, handed_off)
+
+    finished: dict[int, float] = {}  # when each extraction ended, by id of its pending
     fetched: list[_Fetched] = []
     if entries:
         threads = min(_MAX_FETCH_THREADS, len(entries))
@@ -332,7 +353,11 @@ def collect(
 
     extractions = []
     for item in fetched:
-        extractions.append(extractor.result(item.extraction))
+        extraction = extractor.result(item.extraction)
+        extractions.append(extraction)
+        end = finished.get(id(item.extraction), time.monotonic())
+        outcome = extraction.reason if isinstance(extraction, ExtractSkip) else "ok"
+        metrics.page_extracted(outcome, max(0.0, end - item.handed_off))
         done()
 
     candidates: list[tuple[str, _Fetched, Article]] = []

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from connectors.buffer import Buffer, Consumer, InRecord, OutRecord
 from connectors.store import ArticleWriter
 from newsflow.errors import CommitLost, DecodeError, RequestRefused, TransientError
+from newsflow.metrics import NO_METRICS, PipelineMetrics
 from newsflow.publish import SCHEMA_HEADER
 from newsflow.settings import IndexerSettings, KafkaSettings
 from newsflow.summary import IndexSummary
@@ -79,6 +80,7 @@ class Indexer:
         *,
         on_batch: Callable[[IndexSummary, Consumer, float], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        metrics: PipelineMetrics = NO_METRICS,
     ) -> None:
         self._buffer = buffer
         self._store = store
@@ -86,6 +88,7 @@ class Indexer:
         self._settings = settings
         self._on_batch = on_batch
         self._sleep = sleep
+        self._metrics = metrics
 
     def run(self, *, until_idle: bool = False, stop: threading.Event | None = None) -> IndexSummary:
         """Index until ``stop`` is set, or with ``until_idle`` until nothing is left."""
@@ -100,6 +103,8 @@ class Indexer:
                 if records:
                     started = time.monotonic()
                     self._process(records, consumer, summary)
+                    if self._metrics is not NO_METRICS:
+                        self._metrics.consumer_lag(consumer.lag())
                     if self._on_batch is not None:
                         self._on_batch(summary, consumer, time.monotonic() - started)
                     idle_since = time.monotonic()
@@ -137,15 +142,18 @@ class Indexer:
         indexed_before, duplicates_before = summary.indexed, summary.duplicates
         while groups:
             pending = groups.pop()
+            sent = time.monotonic()
             try:
                 outcome = self._store.index_batch([articles[i] for i in pending])
             except TransientError as exc:
+                self._metrics.bulk(len(pending), time.monotonic() - sent, "transient")
                 attempt += 1
                 summary.retries += 1
                 self._backoff(attempt, f"bulk request failed: {exc}")
                 groups.append(pending)
                 continue
             except RequestRefused as exc:
+                self._metrics.bulk(len(pending), time.monotonic() - sent, "refused")
                 if len(pending) == 1:
                     dead.append(_DeadLetter(origins[pending[0]], "Rejected", str(exc)))
                 else:
@@ -153,6 +161,7 @@ class Indexer:
                     half = len(pending) // 2
                     groups += [pending[half:], pending[:half]]
                 continue
+            self._metrics.bulk(len(pending), time.monotonic() - sent, "ok")
             summary.indexed += outcome.indexed
             summary.duplicates += outcome.duplicates
             for position, reason in outcome.rejected.items():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
@@ -32,6 +33,7 @@ from newsflow.extract import Extractor
 from newsflow.feeds import poll_feed
 from newsflow.fetch import Fetcher
 from newsflow.indexer import Indexer
+from newsflow.metrics import NO_METRICS, PipelineMetrics
 from newsflow.progress import reporter
 from newsflow.publish import publish
 from newsflow.quality import add_quality
@@ -46,6 +48,7 @@ __all__ = [
     "PollRun",
     "drain",
     "observe_batches",
+    "observe_pipeline",
     "poll_once",
     "select_feeds",
 ]
@@ -89,13 +92,20 @@ class PollRun:
     topics and indices when missing), the HTTP client and the extraction pool; leaving
     closes them. One instance may serve several cycles (``newsflow run --every``), so the
     extraction pool is started once. ``clock`` tells the time that polls, retries and
-    rechecks are scheduled by; ``rng`` draws the retry jitter.
+    rechecks are scheduled by; ``rng`` draws the retry jitter; ``metrics`` is told what
+    each feed poll did (default: the :func:`observe_pipeline` observer, else nothing).
     """
 
     def __init__(
-        self, settings: Settings, *, clock: Clock = _utc_now, rng: random.Random | None = None
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = _utc_now,
+        rng: random.Random | None = None,
+        metrics: PipelineMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else _pipeline_metrics
         self.clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - scheduling jitter, not security
         self._stack = ExitStack()
@@ -166,8 +176,10 @@ class PollRun:
         settings = self.settings.feed
         now = self._cycle_at or self.clock()
         counts = PollSummary()
+        started = time.monotonic()
         polled = poll_feed(feed, state, fetcher, settings, now=now, force=force, runner=extractor)
         if polled.status in ("not_due", "disabled"):
+            self.metrics.feed_polled(feed, polled.status, time.monotonic() - started, 0)
             counts.feeds_not_due += 1
             return counts
         counts.feeds_polled += 1
@@ -196,12 +208,16 @@ class PollRun:
                     on_page=lambda: progress.advance("fetch+extract"),
                     conditional=due.conditional(),
                     stop=self._stopping,
+                    metrics=self.metrics,
                 )
             self._check_stop(feed)
             counts.merge(collected.counts)
             articles = collected.articles
             try:
-                counts.published += publish(buffer, self.settings.kafka.topic, articles)
+                publishing = time.monotonic()
+                published = publish(buffer, self.settings.kafka.topic, articles)
+                counts.published += published
+                self.metrics.published(feed, published, time.monotonic() - publishing)
             except Exception:
                 self.claims.release([a.doc_id for a in articles])
                 raise
@@ -217,6 +233,10 @@ class PollRun:
             )
         # Feed state moves on only once its articles are safe in the buffer.
         store.put_feed_states([state_now])
+        if self.metrics is not NO_METRICS:
+            self.metrics.revisits(feed, store.revisit_counts([feed.url])[feed.url])
+        failures = polled.state.consecutive_failures
+        self.metrics.feed_polled(feed, polled.status, time.monotonic() - started, failures)
         return counts
 
     def stop(self) -> None:
@@ -282,6 +302,23 @@ def poll_once(
 
 
 _batch_observer: BatchCallback | None = None
+_pipeline_metrics: PipelineMetrics = NO_METRICS
+
+
+@contextmanager
+def observe_pipeline(metrics: PipelineMetrics) -> Iterator[None]:
+    """Make ``metrics`` the observer of every :class:`PollRun` and :func:`drain` started
+    within the block that is not given one.
+
+    How the CLI instruments a poll or a drain that runs inside a Prefect flow, whose
+    parameters must stay serialisable.
+    """
+    global _pipeline_metrics
+    previous, _pipeline_metrics = _pipeline_metrics, metrics
+    try:
+        yield
+    finally:
+        _pipeline_metrics = previous
 
 
 @contextmanager
@@ -304,14 +341,18 @@ def drain(
     *,
     until_idle: bool = True,
     on_batch: BatchCallback | None = None,
+    metrics: PipelineMetrics | None = None,
 ) -> IndexSummary:
     """Index what waits in the buffer into the store (forever unless ``until_idle``)."""
     on_batch = on_batch if on_batch is not None else _batch_observer
+    metrics = metrics if metrics is not None else _pipeline_metrics
     buffer = open_buffer(settings)
     try:
         store = open_store(settings)
         try:
-            indexer = Indexer(buffer, store, settings.kafka, settings.indexer, on_batch=on_batch)
+            indexer = Indexer(
+                buffer, store, settings.kafka, settings.indexer, on_batch=on_batch, metrics=metrics
+            )
             return indexer.run(until_idle=until_idle)
         finally:
             store.close()

@@ -381,6 +381,10 @@ class Settings(BaseSettings):
     metrics_textfile: Path | None = None
     """``newsflow run`` writes the counts of each cycle here, atomically, in the Prometheus
     text format (for node_exporter's textfile collector). Unset: no file."""
+    metrics_pushgateway: str | None = None
+    """Pushgateway URL (``http://host:9091``) a ``poll_feeds`` flow run pushes its metrics
+    to when it ends, under ``job="newsflow_poll_feeds"`` and the worker's host name as
+    ``instance``. Unset: flow runs push nothing."""
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)

@@ -24,6 +24,10 @@ class FeedConfig(BaseModel):
         description="Minimum seconds between polls; default from settings.",
     )
     tags: list[str] = Field(default_factory=list, description="Tags given to its articles.")
+    group: str | None = Field(
+        default=None,
+        description="Its label in metrics (newsflow_feed_polls{group}); default: first tag.",
+    )
     language: str | None = Field(default=None, description="Language hint for its articles.")
     respect_robots: bool | None = Field(
         default=None, description="Override the global robots.txt setting for this feed."

@@ -260,3 +260,45 @@ def test_metrics_on_the_real_stack_follow_kafka(stack_env: str, sample_article: 
     }
     assert set(lag) == {str(p) for p in range(settings.kafka.partitions)}
     assert sum(lag.values()) == 0
+
+
+def test_status_classes_and_feed_groups() -> None:
+    from newsflow.metrics import feed_group, status_class
+    from schemas import FeedConfig
+
+    assert [status_class(s) for s in (200, 304, 404, 503, None, 99)] == [
+        "2xx", "3xx", "4xx", "5xx", "error", "error",
+    ]  # fmt: skip
+    assert feed_group(FeedConfig(url="https://a.example/rss", tags=["world", "eu"])) == "world"
+    assert feed_group(FeedConfig(url="https://a.example/rss", tags=["x"], group="wire")) == "wire"
+    assert feed_group(FeedConfig(url="https://a.example/rss")) == "untagged"
+
+
+def test_failing_feeds_have_a_series_only_while_they_fail() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from connectors.store import RevisitCounts
+    from newsflow.metrics import PrometheusMetrics
+    from schemas import FeedConfig
+
+    metrics = PrometheusMetrics(CollectorRegistry())
+    a = FeedConfig(url="https://a.example/rss", tags=["world"])
+    b = FeedConfig(url="https://b.example/rss", tags=["world"])
+    metrics.feed_polled(a, "failed", 0.5, 3)
+    metrics.feed_polled(b, "ok", 0.2, 0)
+    metrics.revisits(a, RevisitCounts(retries=2, given_up=1))
+    metrics.revisits(b, RevisitCounts(retries=5))
+    metrics.page_fetched("4xx", 0.1)
+    samples = _samples(generate_latest(metrics.registry).decode())
+    failing = ("newsflow_feed_failing", (("feed", a.url), ("group", "world")))
+    assert samples[failing] == 3
+    assert not any(k[0] == "newsflow_feed_failing" and ("feed", b.url) in k[1] for k in samples)
+    polls = ("newsflow_feed_polls_total", (("group", "world"), ("outcome", "failed")))
+    assert samples[polls] == 1
+    assert samples[("newsflow_retry_set_size", (("group", "world"),))] == 7
+    assert samples[("newsflow_retry_given_up", (("group", "world"),))] == 1
+    fetched = ("newsflow_fetch_seconds_count", (("status_class", "4xx"),))
+    assert samples[fetched] == 1
+    metrics.feed_polled(a, "ok", 0.5, 0)  # recovered: its series goes
+    samples = _samples(generate_latest(metrics.registry).decode())
+    assert failing not in samples
