@@ -85,7 +85,8 @@ bench: install  ## benchmark the pipeline on the running stack (bench/out/, docs
 # Issue 12: faults on a 3-broker / 3-node cluster of its own (ports 44092-44097, 44200-44202).
 N ?= 2000
 cluster-faults: install  ## kill brokers, ES nodes and indexers on a 3+3 cluster, N articles per phase
-	NEWSFLOW_TEST_CLUSTER_N=$(N) $(VENV)/bin/pytest tests/cluster -m cluster -p no:cacheprovider -s
+	NEWSFLOW_TEST_CLUSTER_N=$(N) NEWSFLOW_TEST_CLUSTER_LEADER_KILLS=3 \
+	  $(VENV)/bin/pytest tests/cluster -m cluster -p no:cacheprovider -s
 
 SCALING_ARGS ?= --articles 3000
 scaling: install  ## indexer and publish throughput on a 3+3 cluster (bench/out/scaling.json)
