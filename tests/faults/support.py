@@ -24,6 +24,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
@@ -406,8 +407,14 @@ def _es(url: str, method: str, path: str, body: object | None = None) -> Any:
 
 
 def es_docs(url: str, index: str, fields: Sequence[str]) -> list[dict[str, Any]]:
-    """Every document of ``index`` (``_id`` plus ``fields``), after a refresh."""
-    _es(url, "POST", f"/{index}/_refresh")
+    """Every document of ``index`` (``_id`` plus ``fields``), after a refresh; none when
+    the index does not exist yet."""
+    try:
+        _es(url, "POST", f"/{index}/_refresh")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return []
+        raise
     docs: list[dict[str, Any]] = []
     after: list[Any] | None = None
     while True:

@@ -74,6 +74,9 @@ def _es_count(env: dict[str, str]) -> int:
     url = env["NEWSFLOW_ELASTICSEARCH_URL"]
     index = Settings().elasticsearch.index
     try:
+        # A search-idle shard skips its scheduled refreshes: refresh, then count.
+        refresh = urllib.request.Request(f"{url}/{index}/_refresh", method="POST")
+        urllib.request.urlopen(refresh, timeout=5).close()
         with urllib.request.urlopen(f"{url}/{index}/_count", timeout=5) as response:
             return int(json.load(response)["count"])
     except OSError:
@@ -213,13 +216,19 @@ def test_elasticsearch_stopped_during_indexing(
         assert any(
             line.startswith("FAIL") and "elasticsearch" in line for line in doctor.splitlines()
         ), doctor
-        wait_for(lambda: committed(kafka, group, topic) != at_end, 120, "a commit after resume")
+        try:
+            wait_for(lambda: committed(kafka, group, topic) != at_end, 120, "a commit after resume")
+        except AssertionError:
+            os.killpg(child.pid, signal.SIGTERM)
+            out, _ = child.communicate(timeout=60)
+            raise AssertionError(f"no commit after resume; indexer:\n{out[-4000:]}") from None
         recover = time.monotonic() - resumed_at
         ends = _topic_end(env)
         wait_for(lambda: sum(committed(kafka, group, topic).values()) >= ends, 300, "lag 0", 0.5)
     finally:
-        os.killpg(child.pid, signal.SIGTERM)
-        child.wait(timeout=60)
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGTERM)
+            child.wait(timeout=60)
     _assert_clean(env, site)
     report(
         "3 elasticsearch stopped",
