@@ -158,15 +158,17 @@ def test_indexer_killed_between_bulk_and_commit(
     for _kill in range(5):
         start = max(0, _es_count(env))
         child = newsflow(env, "index", start_new_session=True)
-        wait_for(
-            partial(_written_or_done, env, start, child),
-            120,
-            "the indexer to write",
-            interval=0.02,
-        )
-        time.sleep(rng.uniform(0, 0.3))
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait(timeout=30)
+        try:
+            wait_for(
+                partial(_written_or_done, env, start, child),
+                120,
+                "the indexer to write",
+                interval=0.02,
+            )
+            time.sleep(rng.uniform(0, 0.3))
+        finally:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=30)
         found = measure(env)
         assert found.ahead == [], f"committed past Elasticsearch after a kill: {found.ahead[:5]}"
         checks.append(f"{found.documents}")
