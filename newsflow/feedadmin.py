@@ -123,6 +123,8 @@ def _table(feed: FeedConfig, interval: str | float | None) -> dict[str, Any]:
         fields["respect_robots"] = feed.respect_robots
     if feed.recheck is not None:
         fields["recheck"] = feed.recheck
+    if feed.group is not None:
+        fields["group"] = feed.group
     return fields
 
 

@@ -328,3 +328,16 @@ def test_status_shows_quality_over_stored_and_skipped_pages() -> None:
     assert human["no_text"] == "-"  # the stored-article count knows nothing of skipped pages
     plain = health_rows([health], now, human=False)[0]
     assert plain["q_short_text"] == "0.500" and plain["q_no_author"] == "0.000"
+
+
+def test_import_keeps_every_field_of_a_toml_source(tmp_path: Path) -> None:
+    source = tmp_path / "source.toml"
+    source.write_text(
+        '[[feeds]]\nurl = "https://news.example.com/a.rss"\ngroup = "wires"\n'
+        'recheck = false\ntags = ["world"]\n',
+        encoding="utf-8",
+    )
+    target = tmp_path / "feeds.toml"
+    import_feeds(target, source)
+    (feed,) = load_feeds(target)
+    assert (feed.group, feed.recheck, feed.tags) == ("wires", False, ["world"])
