@@ -79,3 +79,19 @@ def test_images_built_from_the_project_dockerfile() -> None:
         assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert "uv sync --frozen" in dockerfile
+
+
+def test_prometheus_scrapes_the_indexer_and_the_pushgateway_the_compose_file_runs() -> None:
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        target
+        for job in scrape["scrape_configs"]
+        for config in job["static_configs"]
+        for target in config["targets"]
+    }
+    assert "indexer:9108" in targets and "--metrics-port 9108" in SERVICES["indexer"]["command"]
+    assert "pushgateway:9091" in targets and "9091:9091" in SERVICES["pushgateway"]["ports"]
+    env = COMPOSE["x-newsflow-env"]
+    assert env["NEWSFLOW_METRICS_PUSHGATEWAY"] == "http://pushgateway:9091"
+    mounted = SERVICES["prometheus"]["volumes"][0].split(":")[0]
+    assert (DEPLOY / mounted.removeprefix("./") / "alerts.yml").is_file()
