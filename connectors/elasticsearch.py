@@ -671,38 +671,44 @@ class ElasticsearchStore:
         return [FeedState.model_validate(hit["_source"]) for hit in response["hits"]["hits"]]
 
     def feed_stats(self, feed_urls: Sequence[str], since: datetime) -> dict[str, FeedStats]:
+        stats = {url: FeedStats() for url in feed_urls}
+        aggs = {
+            "recent": {"filter": {"range": {"fetched_at": {"gte": since.isoformat()}}}},
+            "no_date": {"missing": {"field": "published_at"}},
+            "no_authors": {"missing": {"field": "authors"}},
+            "no_text": {"filter": {"term": {"content_hash": _EMPTY_TEXT_HASH}}},
+        }
+        for url, bucket in self._per_feed(self._alias, feed_urls, aggs, "feed stats"):
+            stats[url] = FeedStats(
+                articles=int(bucket["doc_count"]),
+                recent=int(bucket["recent"]["doc_count"]),
+                missing_published_at=int(bucket["no_date"]["doc_count"]),
+                missing_authors=int(bucket["no_authors"]["doc_count"]),
+                missing_text=int(bucket["no_text"]["doc_count"]),
+            )
+        return stats
+
+    def _per_feed(
+        self, index: str, feed_urls: Sequence[str], aggs: dict[str, Any], action: str
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``aggs`` over the documents of each of ``feed_urls`` in ``index``: (url, bucket)."""
         wanted = list(dict.fromkeys(feed_urls))
-        stats = {url: FeedStats() for url in wanted}
         for start in range(0, len(wanted), _STATS_CHUNK):
             chunk = wanted[start : start + _STATS_CHUNK]
-            with _translated("feed stats"):
+            with _translated(action):
                 response = self._client.search(
-                    index=self._alias,
+                    index=index,
                     size=0,
                     query={"terms": {"feed_url": chunk}},
                     aggs={
                         "feeds": {
                             "terms": {"field": "feed_url", "size": len(chunk)},
-                            "aggs": {
-                                "recent": {
-                                    "filter": {"range": {"fetched_at": {"gte": since.isoformat()}}}
-                                },
-                                "no_date": {"missing": {"field": "published_at"}},
-                                "no_authors": {"missing": {"field": "authors"}},
-                                "no_text": {"filter": {"term": {"content_hash": _EMPTY_TEXT_HASH}}},
-                            },
+                            "aggs": aggs,
                         }
                     },
                 )
             for bucket in response["aggregations"]["feeds"]["buckets"]:
-                stats[bucket["key"]] = FeedStats(
-                    articles=int(bucket["doc_count"]),
-                    recent=int(bucket["recent"]["doc_count"]),
-                    missing_published_at=int(bucket["no_date"]["doc_count"]),
-                    missing_authors=int(bucket["no_authors"]["doc_count"]),
-                    missing_text=int(bucket["no_text"]["doc_count"]),
-                )
-        return stats
+                yield bucket["key"], bucket
 
     # -- revisits -------------------------------------------------------------------
 
@@ -763,41 +769,23 @@ class ElasticsearchStore:
         _raise_for_bulk_errors(response, "revisits not dropped")
 
     def revisit_counts(self, feed_urls: Sequence[str]) -> dict[str, RevisitCounts]:
-        wanted = list(dict.fromkeys(feed_urls))
-        counts = {url: RevisitCounts() for url in wanted}
+        counts = {url: RevisitCounts() for url in feed_urls}
         retry = {"term": {"kind": "retry"}}
-        for start in range(0, len(wanted), _STATS_CHUNK):
-            chunk = wanted[start : start + _STATS_CHUNK]
-            with _translated("revisit counts"):
-                response = self._client.search(
-                    index=self._revisits,
-                    size=0,
-                    query={"terms": {"feed_url": chunk}},
-                    aggs={
-                        "feeds": {
-                            "terms": {"field": "feed_url", "size": len(chunk)},
-                            "aggs": {
-                                "retries": {
-                                    "filter": {
-                                        "bool": {"filter": [retry, {"term": {"given_up": False}}]}
-                                    }
-                                },
-                                "given_up": {
-                                    "filter": {
-                                        "bool": {"filter": [retry, {"term": {"given_up": True}}]}
-                                    }
-                                },
-                                "rechecks": {"filter": {"term": {"kind": "recheck"}}},
-                            },
-                        }
-                    },
-                )
-            for bucket in response["aggregations"]["feeds"]["buckets"]:
-                counts[bucket["key"]] = RevisitCounts(
-                    retries=int(bucket["retries"]["doc_count"]),
-                    given_up=int(bucket["given_up"]["doc_count"]),
-                    rechecks=int(bucket["rechecks"]["doc_count"]),
-                )
+
+        def retries(given_up: bool) -> dict[str, Any]:
+            return {"filter": {"bool": {"filter": [retry, {"term": {"given_up": given_up}}]}}}
+
+        aggs = {
+            "retries": retries(False),
+            "given_up": retries(True),
+            "rechecks": {"filter": {"term": {"kind": "recheck"}}},
+        }
+        for url, bucket in self._per_feed(self._revisits, feed_urls, aggs, "revisit counts"):
+            counts[url] = RevisitCounts(
+                retries=int(bucket["retries"]["doc_count"]),
+                given_up=int(bucket["given_up"]["doc_count"]),
+                rechecks=int(bucket["rechecks"]["doc_count"]),
+            )
         return counts
 
     def refresh(self) -> None:

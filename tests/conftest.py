@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -86,8 +87,14 @@ def stack() -> dict[str, str]:
 
 
 @pytest.fixture
-def stack_env(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    """Point every NEWSFLOW_* setting at the real stack, with names unique to this test."""
+def stack_env(
+    stack: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[str]:
+    """Point every NEWSFLOW_* setting at the real stack, with names unique to this test.
+
+    The test's indices and topics are deleted afterwards: a node keeps at most 1000
+    shards open, and a suite that left each test's indices behind would reach it.
+    """
     run = uuid.uuid4().hex[:8]
     values = {
         "NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS": stack["kafka"],
@@ -108,7 +115,38 @@ def stack_env(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: 
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    return run
+    yield run
+    _delete_test_data(stack, f"t{run}")
+
+
+def _delete_test_data(stack: dict[str, str], prefix: str) -> None:
+    """Best effort: the indices and topics whose names start with ``prefix``."""
+    url = f"{stack['elasticsearch']}/_resolve/index/{prefix}*?expand_wildcards=all"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            found = json.load(response)
+        names = [i["name"] for i in found.get("indices", [])]
+        if names:
+            request = urllib.request.Request(
+                f"{stack['elasticsearch']}/{','.join(names)}", method="DELETE"
+            )
+            urllib.request.urlopen(request, timeout=30).close()
+    except (OSError, ValueError):
+        pass
+    from kafka import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=stack["kafka"], request_timeout_ms=10_000)
+    except Exception:  # noqa: BLE001 - clean-up is best effort
+        return
+    try:
+        topics = [t for t in admin.list_topics() if t.startswith(prefix)]
+        if topics:
+            admin.delete_topics(topics)
+    except Exception:  # noqa: BLE001, S110 - clean-up is best effort
+        pass
+    finally:
+        admin.close()
 
 
 @pytest.fixture
