@@ -41,6 +41,7 @@ def system_resolver(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(sockaddr[0]) for *_, sockaddr in infos]
 
+
 # Refused even with allow_private_networks: no news lives there, credentials do. AWS
 # (instance, ECS task and EKS pod identity), GCP, Azure, Alibaba, Oracle, OpenStack.
 _METADATA_ADDRESSES = frozenset(

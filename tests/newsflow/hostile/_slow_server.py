@@ -61,7 +61,9 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         if path.startswith("/silent"):
             await reader.read()  # until the client gives up
         elif path == "/drip.html":
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 4096\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 4096\r\n\r\n"
+            )
             for _ in range(4096):
                 await writer.drain()
                 await asyncio.sleep(every)
@@ -76,7 +78,9 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         elif path.startswith("/article/"):
             writer.write(_response(_article(path[9:-5]), "text/html; charset=utf-8"))
         else:
-            writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
         await writer.drain()
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         pass

@@ -136,9 +136,7 @@ def redirect(location: str, status: int = 302, *, close: bool = False) -> Route:
     return reply(status, headers=headers)
 
 
-def streamed(
-    chunks: Iterable[bytes], headers: dict[str, str], *, delay: float = 0.0
-) -> Route:
+def streamed(chunks: Iterable[bytes], headers: dict[str, str], *, delay: float = 0.0) -> Route:
     """A route writing ``chunks`` with no Content-Length, closing the connection at the end."""
 
     def route(handler: BaseHTTPRequestHandler) -> None:

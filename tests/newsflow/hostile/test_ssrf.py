@@ -153,7 +153,14 @@ def test_a_name_with_one_public_and_one_loopback_address_connects_only_to_the_pu
         ({"/go": "http://localhost:{canary}/"}, 1),
         ({"/go": "http://2130706433:{canary}/"}, 1),
         ({"/go": "http://[::ffff:127.0.0.1]:{canary}/"}, 1),
-        ({"/go": "/hop2", "/hop2": "http://public2.example/hop3", "/hop3": "http://0x7f.1:{canary}/"}, 3),  # fmt: skip
+        (
+            {
+                "/go": "/hop2",
+                "/hop2": "http://public2.example/hop3",
+                "/hop3": "http://0x7f.1:{canary}/",
+            },
+            3,
+        ),  # fmt: skip
         ({"/go": "http://169.254.169.254/latest/meta-data/iam/"}, 1),
         ({"/go": "http://internal.example:{canary}/"}, 1),  # a name that resolves to loopback
     ],
