@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Precompiled bytecode: Prefect's temporary API server starts ~10 s faster the first time.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install system-deps lint fmt types unit integration test stack-up stack-down stack-status demo bench faults cluster-faults scaling clean
+.PHONY: help install system-deps lint fmt types unit integration test stack-up stack-down stack-status demo bench hostile faults cluster-faults scaling clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -84,6 +84,10 @@ test: install system-deps  ## everything CI runs, from a fresh clone
 BENCH_ARGS ?= --articles 2000 --hosts 20
 bench: install  ## benchmark the pipeline on the running stack (bench/out/, docs/performance.md)
 	$(VENV)/bin/python -m bench.pipeline $(BENCH_ARGS) --out bench/out/ --write-docs
+
+# Issue 10's bad-input suite (SSRF, bombs, slow servers, XML, HTML, odd feeds); in CI too.
+hostile: install  ## the bad-input suite (docs/reliability.md, "Bad input")
+	$(VENV)/bin/pytest tests/newsflow/hostile -p no:cacheprovider
 
 # Issue 10's fault suite at a larger N than CI's 200 (its own stack instance, ports
 # NEWSFLOW_FAULTS_KAFKA_PORT / NEWSFLOW_FAULTS_ES_PORT, 29092 / 29200 by default).

@@ -19,7 +19,7 @@ import webencodings
 from newsflow.errors import PermanentFetchError, TransientFetchError
 from newsflow.fetch._errors import BodyTooLarge, translated
 
-__all__ = ["ACCEPT_ENCODING", "media_type_and_encoding", "read_body"]
+__all__ = ["ACCEPT_ENCODING", "looks_binary", "media_type_and_encoding", "read_body"]
 
 # Only codings whose output we can bound per input chunk (zlib's max_length); httpx's own
 # decoders expand a whole network read at once, which lets a gzip bomb allocate ~1000x it.
@@ -69,12 +69,14 @@ class _Decoder:
 
 _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]+)""", re.I)
 _XML_ENCODING = re.compile(rb"""\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9_.\-]+)""", re.I)
+# The byte order is named: a reader told plain "utf-16" after the BOM has been looked at
+# (feedparser is one) may assume little-endian and misread a big-endian body.
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 # Detection results are Python's own codec names; browsers read these two as windows-1252.
 _BROWSER_ALIASES = {"iso8859-1": "cp1252", "ascii": "cp1252"}
@@ -161,6 +163,24 @@ def _detect_encoding(body: bytes, header_charset: str | None) -> str:
             if guess:
                 return guess
     return "utf-8"
+
+
+# WHATWG MIME Sniffing: bytes that never occur in text (\t \n \f \r and ESC excepted),
+# looked for in the resource header, its first 1445 bytes.
+_BINARY_BYTES = (
+    frozenset(range(0x09)) | {0x0B} | frozenset(range(0x0E, 0x1B)) | frozenset(range(0x1C, 0x20))
+)
+_RESOURCE_HEADER = 1445
+
+
+def looks_binary(body: bytes, encoding: str | None) -> bool:
+    """Whether ``body``, labelled as text, is binary data (an image, an archive, ...).
+
+    UTF-16 and UTF-32 text is full of NUL bytes, so those encodings are never binary.
+    """
+    if encoding is not None and encoding.startswith(("utf-16", "utf-32")):
+        return False
+    return not _BINARY_BYTES.isdisjoint(body[:_RESOURCE_HEADER])
 
 
 def media_type_and_encoding(content_type: str, body: bytes) -> tuple[str, str | None]:

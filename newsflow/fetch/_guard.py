@@ -16,7 +16,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,12 +25,22 @@ import httpx
 
 from newsflow.fetch._errors import BlockedAddress
 
-__all__ = ["GuardedTransport", "deadline_scope"]
+__all__ = ["GuardedTransport", "Resolver", "deadline_scope", "system_resolver"]
 
 # Log lines name the public package, not this private module (httpx logs as "httpx").
 _log = logging.getLogger("newsflow.fetch")
 
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+Resolver = Callable[[str, int], Sequence[str]]
+"""Host name and port -> the IP literals to try, in order; raises OSError when unresolved."""
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """The addresses the operating system's resolver gives ``host`` (TCP only)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(sockaddr[0]) for *_, sockaddr in infos]
+
 
 # Refused even with allow_private_networks: no news lives there, credentials do. AWS
 # (instance, ECS task and EKS pod identity), GCP, Azure, Alibaba, Oracle, OpenStack.
@@ -163,8 +173,9 @@ class _GuardedBackend(httpcore.SyncBackend):
     verifies the URL's host name, which httpcore passes to ``start_tls`` separately.
     """
 
-    def __init__(self, *, allow_private: bool) -> None:
+    def __init__(self, *, allow_private: bool, resolver: Resolver = system_resolver) -> None:
         self._allow_private = allow_private
+        self._resolve = resolver
 
     def connect_tcp(
         self,
@@ -175,14 +186,17 @@ class _GuardedBackend(httpcore.SyncBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            literals = self._resolve(host, port)
         except (OSError, UnicodeError) as exc:  # UnicodeError: a label too long for IDNA
             raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
         allowed: list[str] = []
         refused: list[str] = []
-        for *_, sockaddr in infos:
-            literal = str(sockaddr[0])
-            ip = ipaddress.ip_address(literal.partition("%")[0])
+        for literal in literals:
+            try:
+                ip = ipaddress.ip_address(literal.partition("%")[0])
+            except ValueError:  # a resolver's answer that is no address at all
+                refused.append(f"{literal!r} (not an IP address)")
+                continue
             reason = _blocked_reason(ip)
             if _is_metadata(ip) or (reason is not None and not self._allow_private):
                 refused.append(f"{ip} ({reason})")
@@ -230,14 +244,23 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 class GuardedTransport(httpx.BaseTransport):
-    """httpx transport over an httpcore pool that uses :class:`_GuardedBackend`."""
+    """httpx transport over an httpcore pool that uses :class:`_GuardedBackend`.
 
-    def __init__(self, *, allow_private: bool, max_connections: int) -> None:
+    ``resolver`` replaces the system's name resolution (tests inject rebinding answers).
+    """
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        max_connections: int,
+        resolver: Resolver = system_resolver,
+    ) -> None:
         self._pool = httpcore.ConnectionPool(
             ssl_context=_ssl_context(),
             max_connections=max_connections,
             keepalive_expiry=30.0,
-            network_backend=_GuardedBackend(allow_private=allow_private),
+            network_backend=_GuardedBackend(allow_private=allow_private, resolver=resolver),
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

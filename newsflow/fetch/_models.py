@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from newsflow.fetch._decode import looks_binary
+
 __all__ = ["FetchResponse"]
 
 
@@ -37,4 +39,7 @@ class FetchResponse:
 
     @property
     def is_html(self) -> bool:
-        return self.content_type in ("text/html", "application/xhtml+xml")
+        """Labelled HTML and not binary data (an image or archive served as a page)."""
+        return self.content_type in ("text/html", "application/xhtml+xml") and not looks_binary(
+            self.body, self.encoding
+        )

@@ -659,7 +659,7 @@ def test_retry_after_http_date(server: _Server, make_fetcher: Callable[..., Fetc
         ("text/html", "<p>plain ✓</p>".encode(), "utf-8", "plain ✓"),
         # A BOM wins over a contradicting header.
         ("text/html; charset=iso-8859-1", b"\xef\xbb\xbf<p>\xc3\xa9</p>", "utf-8", "<p>é</p>"),
-        ("text/plain", "\ufeffdé".encode("utf-16-le"), "utf-16", "dé"),
+        ("text/plain", "\ufeffdé".encode("utf-16-le"), "utf-16-le", "dé"),
     ],
 )
 def test_charset_detection(
