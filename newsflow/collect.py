@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -252,6 +252,8 @@ class _Fetched:
 
 
 _MAX_FETCH_THREADS = 16
+_PUBLISH_EVERY = 25
+"""Pages of a feed whose new revisions are handed on together (see ``on_articles``)."""
 
 
 def collect(
@@ -267,6 +269,7 @@ def collect(
     conditional: Mapping[str, Mapping[str, str]] | None = None,
     stop: threading.Event | None = None,
     metrics: PipelineMetrics = NO_METRICS,
+    on_articles: Callable[[list[Article]], None] | None = None,
 ) -> Collected:
     """Fetch, extract and identify the planned entries of one feed.
 
@@ -277,7 +280,10 @@ def collect(
     :func:`entry_key`; a 304 answer is the outcome ``not_modified``. Once ``stop`` is
     set, pages not yet requested are not requested (the caller abandons the feed).
     ``metrics`` is told each fetch's latency and status class and each extraction's
-    duration.
+    duration. With ``on_articles``, the new revisions are handed over every
+    ``_PUBLISH_EVERY`` pages as they are ready (the caller publishes them while the rest
+    of the feed is still being fetched) instead of collected in ``articles``; an error it
+    raises ends the collection.
     """
     result = Collected()
     counts, outcomes = result.counts, result.outcomes
@@ -327,12 +333,101 @@ def collect(
         pending.future.add_done_callback(ended)
         return _Fetched(entry, response, fetched_at, pending, handed_off)
 
+    def finish(fetched: list[_Fetched]) -> None:
+        """Extraction results, identities and dedup for ``fetched``; hand the new ones on."""
+        extractions = []
+        for item in fetched:
+            extraction = extractor.result(item.extraction)
+            extractions.append(extraction)
+            end = finished.get(id(item.extraction), time.monotonic())
+            outcome = extraction.reason if isinstance(extraction, ExtractSkip) else "ok"
+            metrics.page_extracted(outcome, max(0.0, end - item.handed_off))
+            done()
+
+        candidates: list[tuple[str, _Fetched, Article]] = []
+        minimum = extractor.min_text_chars
+        for item, extraction in zip(fetched, extractions, strict=True):
+            key = entry_key(item.entry)
+            own_text = feed_text(item.entry, minimum)
+            page: PageExtraction | None = None
+            if isinstance(extraction, ExtractSkip):
+                if own_text and extraction.reason in ("too_short", "no_text"):
+                    page = PageExtraction(text=own_text)  # a teaser: the feed has the story
+            elif (
+                own_text
+                and len(own_text) > len(extraction.text)
+                and is_teaser(extraction, item.entry)
+            ):
+                page = extraction.model_copy(update={"text": own_text})
+            from_feed = page is not None
+            if page is None and not isinstance(extraction, ExtractSkip):
+                page = extraction
+            if page is None:
+                assert isinstance(extraction, ExtractSkip)  # noqa: S101  (narrowing only)
+                result._flag(
+                    domain_of(item.response.url),
+                    assess(
+                        extraction,
+                        item.entry,
+                        dated=bounded_date(item.entry.published_at, item.fetched_at) is not None,
+                        authored=bool(item.entry.authors),
+                        from_feed=False,
+                    ),
+                )
+                counts.skipped[extraction.reason] += 1
+                outcomes[key] = EntryOutcome(
+                    "retryable" if extraction.reason in _RETRYABLE_SKIPS else "skipped",
+                    error_class=f"extract_{extraction.reason}",
+                    error_message=extraction.detail[:_MAX_MESSAGE],
+                )
+                continue
+            counts.extracted += 1
+            article = build_article(
+                feed,
+                item.entry,
+                item.response.url,
+                page,
+                item.fetched_at,
+                text_source="feed" if from_feed else "page",
+            )
+            result._flag(
+                article.domain,
+                assess(
+                    extraction,
+                    item.entry,
+                    dated=article.published_at is not None,
+                    authored=bool(article.authors),
+                    from_feed=from_feed,
+                ),
+            )
+            candidates.append((key, item, article))
+
+        stored = store.lookup([article.doc_id for _, _, article in candidates])
+        fresh: list[Article] = []
+        for key, item, article in candidates:
+            previous = stored.get(article.doc_id)
+            unchanged = previous is not None and previous.content_hash == article.content_hash
+            if unchanged or not claims.claim(article.doc_id):
+                counts.duplicates += 1
+                outcomes[key] = _answered("duplicate", item.response)
+            else:
+                fresh.append(article)
+                outcomes[key] = _answered("published", item.response, first_seen=previous is None)
+        if on_articles is not None and fresh:
+            on_articles(fresh)
+        else:
+            result.articles.extend(fresh)
+
     finished: dict[int, float] = {}  # when each extraction ended, by id of its pending
     fetched: list[_Fetched] = []
     if entries:
         threads = min(_MAX_FETCH_THREADS, len(entries))
         with ThreadPoolExecutor(threads, thread_name_prefix="newsflow-collect") as pool:
-            for entry, answer in zip(entries, pool.map(fetch, entries), strict=True):
+            # In the order the pages arrive, not the feed's: one slow page must not hold
+            # back the ones after it.
+            asked = {pool.submit(fetch, entry): entry for entry in entries}
+            for future in as_completed(asked):
+                entry, answer = asked[future], future.result()
                 key = entry_key(entry)
                 if isinstance(answer, Exception):
                     counts.skipped[_skip_reason(answer)] += 1
@@ -350,80 +445,8 @@ def collect(
                 else:
                     counts.fetched += 1
                     fetched.append(answer)
-
-    extractions = []
-    for item in fetched:
-        extraction = extractor.result(item.extraction)
-        extractions.append(extraction)
-        end = finished.get(id(item.extraction), time.monotonic())
-        outcome = extraction.reason if isinstance(extraction, ExtractSkip) else "ok"
-        metrics.page_extracted(outcome, max(0.0, end - item.handed_off))
-        done()
-
-    candidates: list[tuple[str, _Fetched, Article]] = []
-    minimum = extractor.min_text_chars
-    for item, extraction in zip(fetched, extractions, strict=True):
-        key = entry_key(item.entry)
-        own_text = feed_text(item.entry, minimum)
-        page: PageExtraction | None = None
-        if isinstance(extraction, ExtractSkip):
-            if own_text and extraction.reason in ("too_short", "no_text"):
-                page = PageExtraction(text=own_text)  # a teaser: the feed has the story
-        elif (
-            own_text and len(own_text) > len(extraction.text) and is_teaser(extraction, item.entry)
-        ):
-            page = extraction.model_copy(update={"text": own_text})
-        from_feed = page is not None
-        if page is None and not isinstance(extraction, ExtractSkip):
-            page = extraction
-        if page is None:
-            assert isinstance(extraction, ExtractSkip)  # noqa: S101  (narrowing only)
-            result._flag(
-                domain_of(item.response.url),
-                assess(
-                    extraction,
-                    item.entry,
-                    dated=bounded_date(item.entry.published_at, item.fetched_at) is not None,
-                    authored=bool(item.entry.authors),
-                    from_feed=False,
-                ),
-            )
-            counts.skipped[extraction.reason] += 1
-            outcomes[key] = EntryOutcome(
-                "retryable" if extraction.reason in _RETRYABLE_SKIPS else "skipped",
-                error_class=f"extract_{extraction.reason}",
-                error_message=extraction.detail[:_MAX_MESSAGE],
-            )
-            continue
-        counts.extracted += 1
-        article = build_article(
-            feed,
-            item.entry,
-            item.response.url,
-            page,
-            item.fetched_at,
-            text_source="feed" if from_feed else "page",
-        )
-        result._flag(
-            article.domain,
-            assess(
-                extraction,
-                item.entry,
-                dated=article.published_at is not None,
-                authored=bool(article.authors),
-                from_feed=from_feed,
-            ),
-        )
-        candidates.append((key, item, article))
-
-    stored = store.lookup([article.doc_id for _, _, article in candidates])
-    for key, item, article in candidates:
-        previous = stored.get(article.doc_id)
-        unchanged = previous is not None and previous.content_hash == article.content_hash
-        if unchanged or not claims.claim(article.doc_id):
-            counts.duplicates += 1
-            outcomes[key] = _answered("duplicate", item.response)
-        else:
-            result.articles.append(article)
-            outcomes[key] = _answered("published", item.response, first_seen=previous is None)
+                    if on_articles is not None and len(fetched) >= _PUBLISH_EVERY:
+                        finish(fetched)
+                        fetched = []
+    finish(fetched)
     return result

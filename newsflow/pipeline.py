@@ -39,7 +39,7 @@ from newsflow.publish import publish
 from newsflow.quality import add_quality
 from newsflow.settings import Settings
 from newsflow.summary import IndexSummary, PollSummary
-from schemas import FeedConfig, FeedState
+from schemas import Article, FeedConfig, FeedState
 
 __all__ = [
     "BatchCallback",
@@ -196,6 +196,19 @@ class PollRun:
         if work:
             progress = reporter()
             progress.add("fetch+extract", len(work))
+
+            def publish_now(articles: list[Article]) -> None:
+                # Published as they are ready, while the feed's other pages download:
+                # the indexer need not wait for the feed's last page.
+                try:
+                    publishing = time.monotonic()
+                    published = publish(buffer, self.settings.kafka.topic, articles)
+                except Exception:
+                    self.claims.release([a.doc_id for a in articles])
+                    raise
+                counts.published += published
+                self.metrics.published(feed, published, time.monotonic() - publishing)
+
             with fetch_slot():
                 collected = collect(
                     feed,
@@ -209,18 +222,10 @@ class PollRun:
                     conditional=due.conditional(),
                     stop=self._stopping,
                     metrics=self.metrics,
+                    on_articles=publish_now,
                 )
             self._check_stop(feed)
             counts.merge(collected.counts)
-            articles = collected.articles
-            try:
-                publishing = time.monotonic()
-                published = publish(buffer, self.settings.kafka.topic, articles)
-                counts.published += published
-                self.metrics.published(feed, published, time.monotonic() - publishing)
-            except Exception:
-                self.claims.release([a.doc_id for a in articles])
-                raise
             counts.merge(
                 revisits.settle(
                     feed, work, collected.outcomes, due, store, settings, now, self._rng

@@ -10,21 +10,22 @@ import sys
 import threading
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from connectors import open_store
+from connectors import Buffer, open_store
 from connectors.sqlite_buffer import SqliteBuffer
 from newsflow.errors import BackendUnavailable, Interrupted
 from newsflow.feedlist import load_feeds
 from newsflow.fetch import FetchResponse
 from newsflow.identity import canonical_url, doc_id
 from newsflow.pipeline import PollRun, drain, poll_once, select_feeds
+from newsflow.publish import publish
 from newsflow.settings import Settings
-from schemas import FeedConfig
+from schemas import Article, FeedConfig
 from tests.support.site import FIXTURE_SITE, Site
 
 MANIFEST = tomllib.loads((FIXTURE_SITE / "MANIFEST.toml").read_text(encoding="utf-8"))
@@ -302,3 +303,41 @@ def test_ctrl_c_stops_newsflow_run_with_one_line_and_exit_130(
     assert process.returncode == 130, stderr
     assert "interrupted: feeds in flight stopped without saving their state" in stderr
     assert "Traceback" not in stderr
+
+
+def test_a_feed_publishes_as_its_pages_are_ready_not_at_its_end(
+    site: Site, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template = site.read("politics/reference-article.html")
+    pages = 60
+    items = []
+    for n in range(pages):
+        body = template.replace(
+            "<h1", f"<p>Dispatch {n}: the council met again on day {n} of the session.</p><h1", 1
+        )
+        site.set(f"burst/{n}.html", body.replace("reference-article.html", f"burst/{n}.html"))
+        items.append(
+            f"<item><title>Burst {n}</title><link>{site.url(f'burst/{n}.html')}</link></item>"
+        )
+    site.set(
+        "feeds/burst.rss",
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>Burst</title>{"".join(items)}'
+        "</channel></rss>",
+        "application/rss+xml",
+    )
+    batches: list[tuple[int, int]] = []  # (articles published, pages requested by then)
+
+    def spy(buffer: Buffer, topic: str, articles: Sequence[Article]) -> int:
+        requested = sum(hits for path, hits in site.hits.items() if path.startswith("/burst/"))
+        batches.append((len(articles), requested))
+        return publish(buffer, topic, articles)
+
+    monkeypatch.setattr("newsflow.pipeline.publish", spy)
+    # A polite fetch (one request at a time, 50 ms apart) takes the feed 3 s or more:
+    # far longer than extracting its first pages.
+    polite = settings.fetch.model_copy(update={"per_host_delay": 0.05, "per_host_concurrency": 1})
+    slow = settings.model_copy(update={"fetch": polite})
+    summary = poll_once(slow, [FeedConfig(url=site.url("feeds/burst.rss"))], force=True)
+    assert summary.published == sum(n for n, _ in batches) > 0
+    assert len(batches) >= 2, batches
+    assert batches[0][1] < pages, "the first articles went out before the feed was done"
