@@ -126,18 +126,28 @@ def published_date(html: str, url: str | None) -> str | None:
 
 
 # Markers of a page that shows subscribers more than it shows us: schema.org's
-# isAccessibleForFree, and the class names and phrases of common metering scripts.
-_PAYWALL = re.compile(
-    r"[\"']isAccessibleForFree[\"']\s*:\s*[\"']?false"
-    r"|\bclass\s*=\s*[\"'][^\"']*\b(?:paywall|subscriber-only|premium-content|meteredContent)\b"
-    r"|subscribe (?:now )?to (?:continue|keep) reading"
-    r"|this (?:article|content) is (?:only )?(?:available )?(?:for|to) subscribers",
-    re.IGNORECASE,
+# isAccessibleForFree, and the class names and phrases of common metering scripts. Each
+# is looked for in a way that stays linear in the page's size (a regex looking for a
+# word inside every class attribute cost ~6 ms on a 100 KB page).
+_NOT_FREE = re.compile(r"[\"']isaccessibleforfree[\"']\s*:\s*[\"']?false")
+_CLASS_ATTR = re.compile(r"\bclass\s*=\s*[\"']([^\"']*)[\"']")
+_PAYWALL_CLASSES = ("paywall", "subscriber-only", "premium-content", "meteredcontent")
+_PAYWALL_CLASS = re.compile(r"\b(?:paywall|subscriber-only|premium-content|meteredcontent)\b")
+_PAYWALL_PHRASE = re.compile(
+    r"subscribe (?:now )?to (?:continue|keep) reading"
+    r"|this (?:article|content) is (?:only )?(?:available )?(?:for|to) subscribers"
 )
 
 
 def _paywalled(html: str) -> bool:
-    return _PAYWALL.search(html[:500_000]) is not None
+    head = html[:500_000].lower()
+    if "isaccessibleforfree" in head and _NOT_FREE.search(head):
+        return True
+    if any(name in head for name in _PAYWALL_CLASSES) and any(
+        _PAYWALL_CLASS.search(value) for value in _CLASS_ATTR.findall(head)
+    ):
+        return True
+    return "subscribe" in head and _PAYWALL_PHRASE.search(head) is not None
 
 
 def _split_authors(author: str | None) -> list[str]:
