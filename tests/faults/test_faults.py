@@ -2,8 +2,9 @@
 
 Every test injects its faults, lets the pipeline recover by itself, and then measures
 the same three things (tests/faults/support.py): lost, dup, and whether a committed
-offset ever passed what Elasticsearch had acknowledged. N is small in CI (200) and
-larger with ``make faults N=...``.
+offset ever passed what Elasticsearch had acknowledged. CI runs N = 200 with fewer
+kills (tests/faults/support.py: KILLS, BROKER_KILLS, POLLER_KILLS); ``make faults N=...``
+runs every fault at its full count and length.
 """
 
 from __future__ import annotations
