@@ -47,11 +47,24 @@ REPO = Path(__file__).resolve().parents[2]
 STACK = REPO / "deploy" / "local" / "stack"
 NEWSFLOW = REPO / ".venv" / "bin" / "newsflow"
 
+FULL = "NEWSFLOW_FAULTS_N" in os.environ
+"""The opt-in run (``make faults N=...`` sets NEWSFLOW_FAULTS_N): every fault at its full
+count and length. CI leaves it unset and runs a smaller N and fewer faults."""
+
 N = int(os.environ.get("NEWSFLOW_FAULTS_N", "200"))
 """Articles per test: small in CI, ``make faults N=5000`` for the large run."""
 
-LARGE = N > 200
-"""The opt-in run: fault windows at full length (Elasticsearch away 60 s, not 20 s)."""
+LARGE = FULL and N > 200
+"""Fault windows at full length (Elasticsearch away 60 s, not 20 s)."""
+
+KILLS = 5 if FULL else 2
+"""``kill -9`` rounds of the indexer (test 2)."""
+
+BROKER_KILLS = 3 if FULL else 1
+"""Broker ``kill -9`` rounds during polls (test 1)."""
+
+POLLER_KILLS = 3 if FULL else 2
+"""``kill -9`` rounds of ``newsflow run --once`` (test 7)."""
 
 
 def _default_cache() -> str:
@@ -166,9 +179,22 @@ def newsflow(env: Mapping[str, str], *args: str, **popen: Any) -> subprocess.Pop
 
 def newsflow_run(env: Mapping[str, str], *args: str, timeout: float = 600) -> tuple[int, str]:
     """Run ``newsflow ARGS`` to its end: exit code and output."""
-    child = newsflow(env, *args)
-    out, _ = child.communicate(timeout=timeout)
+    child = newsflow(env, *args, start_new_session=True)
+    try:
+        out, _ = child.communicate(timeout=timeout)
+    finally:
+        kill_group(child)
     return child.returncode, out
+
+
+def kill_group(child: subprocess.Popen[str]) -> None:
+    """``kill -9`` the process group of ``child`` (started with ``start_new_session``):
+    the CLI and every worker it forked; a no-op when they are all gone."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    child.wait(timeout=30)
 
 
 def wait_for(
@@ -450,7 +476,10 @@ def topic_records(bootstrap: str, topic: str) -> list[Record]:
     """Everything in ``topic`` now (read with no group, from the beginning to the end)."""
     consumer = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False)
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        numbers = consumer.partitions_for_topic(topic)
+        if not numbers:  # the topic does not exist (yet)
+            return []
+        parts = [TopicPartition(topic, p) for p in sorted(numbers)]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         ends = consumer.end_offsets(parts)
@@ -547,12 +576,7 @@ def ahead(
 
 
 def dead_letters(env: Mapping[str, str]) -> list[Record]:
-    try:
-        return topic_records(
-            env["NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS"], env["NEWSFLOW_KAFKA_DLQ_TOPIC"]
-        )
-    except (TypeError, AssertionError):  # the topic does not exist (nothing dead-lettered)
-        return []
+    return topic_records(env["NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS"], env["NEWSFLOW_KAFKA_DLQ_TOPIC"])
 
 
 def site_ids(site: FaultSite) -> dict[str, str]:
@@ -563,7 +587,11 @@ def site_ids(site: FaultSite) -> dict[str, str]:
 
 
 __all__ = [
+    "BROKER_KILLS",
+    "FULL",
+    "KILLS",
     "LARGE",
+    "POLLER_KILLS",
     "N",
     "FaultSite",
     "Measures",
@@ -573,6 +601,7 @@ __all__ = [
     "dead_letters",
     "es_docs",
     "es_ids",
+    "kill_group",
     "measure",
     "names",
     "newsflow",
