@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -69,7 +70,7 @@ def connect(path: Path, what: str) -> sqlite3.Connection:
             isolation_level=None,
             check_same_thread=False,
         )
-        connection.execute("PRAGMA journal_mode=WAL")
+        _wal(connection)
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
         connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
@@ -77,6 +78,26 @@ def connect(path: Path, what: str) -> sqlite3.Connection:
         error = file_error(what, path, "opening", exc)
         raise error or BackendUnavailable(f"{what} at {path} cannot be opened: {exc}") from exc
     return connection
+
+
+def _wal(connection: sqlite3.Connection) -> None:
+    """Put the database in WAL mode (a property of the file: once is enough).
+
+    Switching modes needs the file to itself, and SQLite answers "database is locked" at
+    once, without its busy handler, while another process is creating or switching the
+    same new file (an indexer and a poller starting together): wait for it, as the busy
+    timeout would.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 @contextmanager
