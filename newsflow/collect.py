@@ -35,7 +35,13 @@ from newsflow.fetch import (
     HttpStatusError,
     RobotsDisallowed,
 )
-from newsflow.identity import canonical_url, content_hash, doc_id, domain_of
+from newsflow.identity import (
+    canonical_url,
+    content_hash,
+    doc_id,
+    domain_of,
+    elsewhere_canonical,
+)
 from newsflow.summary import PollSummary
 from schemas import Article, FeedConfig, FeedEntry, PageExtraction
 
@@ -152,6 +158,8 @@ def build_article(
         tags=list(dict.fromkeys([*page.tags, *entry.tags, *feed.tags])),
         image_url=page.image_url or entry.image_url,
         content_hash=content_hash(page.text),
+        fingerprint=page.fingerprint,
+        syndicated_from=elsewhere_canonical(final_url, page.canonical_url),
     )
 
 

@@ -23,3 +23,6 @@ class PageExtraction(BaseModel):
     tags: list[str] = Field(default_factory=list, description="Categories and tags.")
     image_url: str | None = None
     canonical_url: str | None = Field(default=None, description="The page's rel=canonical.")
+    fingerprint: str | None = Field(
+        default=None, description="newsflow.stories.fingerprint() of the text."
+    )
