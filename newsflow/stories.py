@@ -70,7 +70,7 @@ BANDS = NUM_PERM // ROWS
 """LSH bands of :data:`ROWS` values each: the candidate keys of a fingerprint."""
 MIN_SHINGLES = 8
 """Shorter texts get no fingerprint (too little to tell a copy from a coincidence)."""
-THRESHOLD = 0.6
+THRESHOLD = 0.85
 """Similarity at and above which two articles are one story (tuned by bench/stories.py)."""
 CANDIDATES = 50
 """Stored candidates examined per article (those sharing most keys first)."""

@@ -186,9 +186,9 @@ def test_a_killed_indexer_loses_and_duplicates_nothing(
     # Near-duplicates of each other (one number apart): counted as articles, not stories.
     assert store.search(SearchQuery(text="amendment", limit=1, collapse=False)).total == ARTICLES
     for article in articles:
-        stored = store.get(article.doc_id)
-        assert stored is not None
-        assert stored.model_copy(update=dict.fromkeys(_STORY_FIELDS)) == article
+        kept = store.get(article.doc_id)
+        assert kept is not None
+        assert kept.model_copy(update=dict.fromkeys(_STORY_FIELDS)) == article
         assert [a.revision for a in store.history(article.doc_id)] == [article.revision]
     assert _committed(tmp_path / "buffer.sqlite3") == ARTICLES
     store.close()

@@ -43,7 +43,7 @@ def _article(name: str, paragraphs: Sequence[str], minutes: int, **fields: objec
         feed_url=f"https://{name}.example/feed",
         content_hash=content_hash(text),
         fingerprint=fingerprint(text),
-        **fields,  # type: ignore[arg-type]
+        **fields,
     )
 
 
