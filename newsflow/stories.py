@@ -3,14 +3,16 @@
 Owns the content fingerprint, the similarity of two fingerprints, the keys under which
 the store finds candidates, and the assignment of stories at index time.
 
-- :func:`fingerprint` runs in the extraction worker: a MinHash (datasketch) of the text's
-  distinct word 4-shingles, 128 32-bit values, published with the article.
+- :func:`fingerprint` runs in the extraction worker: a bottom-k MinHash of the text's
+  distinct word 4-shingles (the 128 smallest 64-bit BLAKE2b hashes), published with the
+  article. Standard library only: datasketch pulls numpy and scipy into every worker,
+  over 300 MB of address space against the worker's memory cap (docs/stories.md).
 - :func:`similarity` estimates the share of the *shorter* text's shingles found in the
   other (containment), so a teaser cut from an article is as much its copy as the article
   with a paragraph dropped; two different stories on one event share few 4-shingles.
-- :func:`story_keys` are what the store indexes to find candidates without a scan: 64 LSH
-  bands of 2 rows (pairs above a containment of about 0.5 share a band with a
-  probability near 1; unrelated texts almost never do), plus identity keys (``u:<doc_id>``
+- :func:`story_keys` are what the store indexes to find candidates without a scan: the
+  sketch's 128 hashes (a copy shares dozens of them, even a teaser; an unrelated text a
+  few at most, and candidates are ranked by keys shared), plus identity keys (``u:<doc_id>``
   of the article, its aliases and its cross-site ``rel=canonical``), so a copy declaring
   its original joins it whichever of the two is indexed first.
 - :class:`StoryAssigner` runs in the indexer, batch by batch. Two articles are linked when
@@ -27,17 +29,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import logging
 import re
-import zlib
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
-
-import numpy as np
-import numpy.typing as npt
-from datasketch import MinHash
 
 from connectors.store import StoryIndex, StoryMember, StoryMerge
 from newsflow.identity import canonical_url, doc_id
@@ -62,12 +60,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 NUM_PERM = 128
-"""MinHash values per fingerprint."""
+"""Hashes per fingerprint (the k of the bottom-k sketch)."""
 SHINGLE_WORDS = 4
 """Words per shingle."""
-ROWS = 2
-BANDS = NUM_PERM // ROWS
-"""LSH bands of :data:`ROWS` values each: the candidate keys of a fingerprint."""
+BANDS = NUM_PERM
+"""Candidate keys per fingerprint (one per sketch value)."""
 MIN_SHINGLES = 8
 """Shorter texts get no fingerprint (too little to tell a copy from a coincidence)."""
 THRESHOLD = 0.85
@@ -75,17 +72,13 @@ THRESHOLD = 0.85
 CANDIDATES = 50
 """Stored candidates examined per article (those sharing most keys first)."""
 
-_PREFIX = "mh1"
+_PREFIX = "bk1"
 _WORD = re.compile(r"\w+")
 _IDENTITY = "u:"
 
 
-@cache
-def _permutations() -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
-    # Fixed seed: every worker and every release must draw the same permutations.
-    template = MinHash(num_perm=NUM_PERM, seed=1, scheme="affine32")
-    a, b = template.permutations
-    return a, b
+def _hash(shingle: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(shingle, digest_size=8).digest(), "little")
 
 
 def _shingles(text: str) -> set[bytes]:
@@ -100,30 +93,27 @@ def _shingles(text: str) -> set[bytes]:
 
 @dataclass(frozen=True, slots=True)
 class Signature:
-    """A parsed fingerprint: the MinHash values and the number of distinct shingles."""
+    """A parsed fingerprint: the smallest shingle hashes, sorted, and the shingle count."""
 
-    values: npt.NDArray[np.uint32]
+    values: tuple[int, ...]
     shingles: int
 
 
 def signature(text: str) -> Signature | None:
-    """The MinHash signature of ``text`` (None below :data:`MIN_SHINGLES` shingles)."""
+    """The bottom-k MinHash of ``text`` (None below :data:`MIN_SHINGLES` shingles)."""
     shingles = _shingles(text)
     if len(shingles) < MIN_SHINGLES:
         return None
-    sketch = MinHash(
-        num_perm=NUM_PERM, permutations=_permutations(), scheme="affine32", hashfunc=zlib.crc32
-    )
-    sketch.update_batch(shingles)
-    return Signature(np.asarray(sketch.hashvalues, dtype=np.uint32), len(shingles))
+    smallest = heapq.nsmallest(NUM_PERM, {_hash(shingle) for shingle in shingles})
+    return Signature(tuple(smallest), len(shingles))
 
 
 def fingerprint(text: str) -> str | None:
-    """The published fingerprint of ``text``: ``mh1:<shingles>:<base64 of 128 uint32 LE>``."""
+    """The published fingerprint of ``text``: ``bk1:<shingles>:<base64 of uint64 LE>``."""
     sig = signature(text)
     if sig is None:
         return None
-    packed = base64.b64encode(sig.values.astype("<u4").tobytes()).decode("ascii")
+    packed = base64.b64encode(struct.pack(f"<{len(sig.values)}Q", *sig.values)).decode("ascii")
     return f"{_PREFIX}:{sig.shingles}:{packed}"
 
 
@@ -133,29 +123,35 @@ def parse(value: str | None) -> Signature | None:
         return None
     try:
         prefix, count, packed = value.split(":", 2)
-        values = np.frombuffer(base64.b64decode(packed, validate=True), dtype="<u4")
-    except ValueError:
+        raw = base64.b64decode(packed, validate=True)
+        values = struct.unpack(f"<{len(raw) // 8}Q", raw)
+    except (ValueError, struct.error):
         return None
-    if prefix != _PREFIX or len(values) != NUM_PERM or not count.isdigit():
+    if prefix != _PREFIX or not values or len(raw) % 8 or not count.isdigit():
         return None
-    return Signature(values.astype(np.uint32), int(count))
+    return Signature(tuple(values), int(count))
 
 
 def similarity(a: Signature, b: Signature) -> float:
     """Estimated share of the smaller shingle set found in the other one (0..1)."""
-    jaccard = float(np.count_nonzero(a.values == b.values)) / NUM_PERM
+    # Bottom-k estimate of Jaccard: among the k smallest hashes of the union, the share
+    # present in both sketches.
+    k = min(len(a.values), len(b.values))
+    union = heapq.nsmallest(k, set(a.values) | set(b.values))
+    both = set(a.values) & set(b.values)
+    jaccard = sum(1 for value in union if value in both) / max(1, len(union))
     # |A ∩ B| = J (|A| + |B|) / (1 + J), divided by the smaller set.
     shared = jaccard * (a.shingles + b.shingles) / (1.0 + jaccard)
     return min(1.0, shared / min(a.shingles, b.shingles))
 
 
 def band_keys(sig: Signature) -> list[str]:
-    """The LSH band keys of a signature: ``b<band>:<hash of its rows>``."""
-    keys = []
-    for band in range(BANDS):
-        rows = sig.values[band * ROWS : (band + 1) * ROWS].astype("<u4").tobytes()
-        keys.append(f"b{band}:{hashlib.blake2b(rows, digest_size=6).hexdigest()}")
-    return keys
+    """The candidate keys of a signature: ``h:<hash>`` for each of its smallest hashes.
+
+    Two texts sharing many shingles share many of their smallest hashes; a common phrase
+    alone is shared with few, and candidates are ranked by the number of shared keys.
+    """
+    return [f"h:{value:016x}" for value in sig.values]
 
 
 def identity_keys(

@@ -65,8 +65,9 @@ class Article(BaseModel):
     fingerprint: str | None = Field(
         default=None,
         description="Content fingerprint of the text for near-duplicate detection: "
-        "'mh1:<shingles>:<base64>', a MinHash of its word 4-shingles (128 32-bit values, "
-        "little-endian). Null when the text is too short to fingerprint.",
+        "'bk1:<shingles>:<base64>', a bottom-k MinHash of its distinct word 4-shingles "
+        "(the 128 smallest BLAKE2b-64 hashes, uint64 little-endian, ascending). Null when "
+        "the text is too short to fingerprint.",
     )
     syndicated_from: str | None = Field(
         default=None,
