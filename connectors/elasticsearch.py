@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from connectors.store import (
     SearchQuery,
     SearchResult,
     SeenDoc,
+    StoryMember,
+    StoryMerge,
 )
 from newsflow.errors import (
     BackendUnavailable,
@@ -51,6 +54,7 @@ from newsflow.errors import (
 )
 from newsflow.identity import content_hash
 from newsflow.settings import ElasticsearchSettings
+from newsflow.stories import identity_keys, in_own_story, story_keys
 from schemas import Article, FeedQuality, FeedState
 
 __all__ = [
@@ -92,6 +96,15 @@ ARTICLE_MAPPING: dict[str, Any] = {
         "image_url": {"type": "keyword", "index": False, "doc_values": False},
         "content_hash": _KEYWORD,
         "text_source": _KEYWORD,
+        "fingerprint": {"type": "keyword", "index": False, "doc_values": False},
+        "syndicated_from": _KEYWORD,
+        "story_id": _KEYWORD,
+        "near_duplicate_of": _KEYWORD,
+        "story_similarity": {"type": "float"},
+        "story_started_at": _DATE,
+        # Not an Article field: the near-duplicate candidate keys (newsflow.stories), on
+        # current articles only.
+        "story_keys": _KEYWORD,
     },
 }
 """Mapping of article and history indices; the Kibana objects rely on these types."""
@@ -215,6 +228,69 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
+def _article(source: dict[str, Any]) -> Article:
+    """The article of a stored document (without the store's own fields)."""
+    return Article.model_validate({k: v for k, v in source.items() if k != "story_keys"})
+
+
+def _member(source: dict[str, Any]) -> StoryMember:
+    started = source.get("story_started_at") or source.get("published_at") or source["fetched_at"]
+    return StoryMember(
+        doc_id=source["doc_id"],
+        story_id=source.get("story_id") or source["doc_id"],
+        story_started_at=datetime.fromisoformat(started),
+        fingerprint=source.get("fingerprint"),
+        keys=tuple(
+            identity_keys(
+                source["doc_id"], source.get("alias_ids", []), source.get("syndicated_from")
+            )
+        ),
+        near_duplicate_of=source.get("near_duplicate_of"),
+        similarity=source.get("story_similarity"),
+    )
+
+
+_MEMBER_FIELDS = [
+    "doc_id", "alias_ids", "syndicated_from", "fingerprint", "story_id", "story_started_at",
+    "near_duplicate_of", "story_similarity", "published_at", "fetched_at",
+]  # fmt: skip
+_SEARCH_FIELDS = ["title^3", "summary^2", "text", "authors.text"]
+_PHRASE_OR_WORD = re.compile(r'"([^"]*)"|([^\s"]+)')
+
+
+def _text_query(text: str) -> list[dict[str, Any]]:
+    """Every word in some field (cross_fields, AND) and every quoted phrase as a phrase."""
+    words: list[str] = []
+    clauses: list[dict[str, Any]] = []
+    for match in _PHRASE_OR_WORD.finditer(text):
+        if match.group(1) is not None:
+            if any(c.isalnum() for c in match.group(1)):
+                clauses.append(
+                    {
+                        "multi_match": {
+                            "query": match.group(1),
+                            "type": "phrase",
+                            "fields": _SEARCH_FIELDS,
+                        }
+                    }
+                )
+        elif any(c.isalnum() for c in match.group(2)):
+            words.append(match.group(2))
+    if words:
+        clauses.insert(
+            0,
+            {
+                "multi_match": {
+                    "query": " ".join(words),
+                    "type": "cross_fields",
+                    "operator": "and",
+                    "fields": _SEARCH_FIELDS,
+                }
+            },
+        )
+    return clauses
+
+
 @contextmanager
 def _translated(action: str) -> Iterator[None]:
     """Turn client exceptions into newsflow's transient/permanent markers."""
@@ -327,7 +403,7 @@ class ElasticsearchStore:
             for alias in (self._alias, self._history):
                 if not self._client.indices.exists_alias(name=alias):
                     self._create_index(f"{alias}-000001", {alias: {"is_write_index": True}})
-                else:  # fields added since (optional ones, e.g. text_source): additive
+                else:  # fields added since (schema minors, e.g. text_source): additive
                     self._client.indices.put_mapping(
                         index=alias, properties=ARTICLE_MAPPING["properties"]
                     )
@@ -471,6 +547,11 @@ class ElasticsearchStore:
     def _bulk_lines(self, article: Article) -> bytes:
         """The four NDJSON lines of one article: current revision and history entry."""
         doc = article.model_dump_json().encode("utf-8")
+        # Every current article is in a story (its own, until assignment says otherwise),
+        # so collapsing never lumps articles without one together.
+        stored = doc if article.story_id else in_own_story(article).model_dump_json().encode()
+        keys = _json(story_keys(article))
+        current = b'%s,"story_keys":%s}' % (stored[:-1], keys)  # a JSON object
         main = {
             "index": {
                 "_index": self._alias,
@@ -480,7 +561,7 @@ class ElasticsearchStore:
             }
         }
         history = {"create": {"_index": self._history, "_id": _history_id(article)}}
-        return b"%s\n%s\n%s\n%s\n" % (_json(main), doc, _json(history), doc)
+        return b"%s\n%s\n%s\n%s\n" % (_json(main), current, _json(history), doc)
 
     def _send(self, chunk: Sequence[tuple[int, bytes]], outcome: IndexOutcome) -> None:
         """One bulk request for ``chunk``, halved while the server refuses it whole."""
@@ -561,7 +642,7 @@ class ElasticsearchStore:
     def get(self, doc_id: str) -> Article | None:
         response = self._articles("get", query={"ids": {"values": [doc_id]}}, size=1)
         hits = response["hits"]["hits"]
-        return Article.model_validate(hits[0]["_source"]) if hits else None
+        return _article(hits[0]["_source"]) if hits else None
 
     def history(self, doc_id: str) -> list[Article]:
         with _translated("history"):
@@ -574,50 +655,79 @@ class ElasticsearchStore:
         # After a rollover of the history alias a replayed revision is stored once per
         # concrete index; it is still one revision.
         revisions = {int(hit["_source"]["revision"]): hit for hit in response["hits"]["hits"]}
-        return [Article.model_validate(hit["_source"]) for hit in revisions.values()]
+        return [_article(hit["_source"]) for hit in revisions.values()]
 
     def count(self) -> int:
         with _translated("count"):
             return int(self._client.count(index=self._alias)["count"])
 
     def search(self, query: SearchQuery) -> SearchResult:
+        must = _text_query(query.text)
+        if not must:
+            return SearchResult(total=0, hits=[], articles=0)  # nothing searchable
         filters: list[dict[str, Any]] = []
-        if query.source:
-            filters.append({"term": {"source": query.source}})
-        if query.language:
-            filters.append({"term": {"language": query.language}})
-        if query.since:
-            filters.append({"range": {"published_at": {"gte": query.since.isoformat()}}})
-        response = self._articles(
-            "search",
-            query={
-                "bool": {
-                    "must": [
-                        {
-                            "multi_match": {
-                                "query": query.text,
-                                "fields": ["title^3", "summary^2", "text", "authors.text"],
-                            }
-                        }
-                    ],
-                    "filter": filters,
+        for name, value in (
+            ("source", query.source),
+            ("language", query.language),
+            ("domain", query.domain),
+            ("tags", query.tag),
+            ("authors", query.author),
+        ):
+            if value:
+                filters.append({"term": {name: value}})
+        if query.feed:
+            filters.append(
+                {
+                    "bool": {
+                        "should": [
+                            {"term": {"feed_url": query.feed}},
+                            {"term": {"feed_name": query.feed}},
+                        ]
+                    }
                 }
-            },
-            highlight={
+            )
+        published: dict[str, str] = {}
+        if query.since:
+            published["gte"] = query.since.isoformat()
+        if query.until:
+            published["lt"] = query.until.isoformat()
+        if published:
+            filters.append({"range": {"published_at": published}})
+        request: dict[str, Any] = {
+            "query": {"bool": {"must": must, "filter": filters}},
+            "highlight": {
                 "fields": {"text": {}, "title": {"number_of_fragments": 0}},
                 "pre_tags": ["[["],
                 "post_tags": ["]]"],
                 "fragment_size": 180,
                 "number_of_fragments": 1,
             },
-            source_excludes=["text"],
-            size=query.limit,
-            track_total_hits=True,
-        )
+            "source_excludes": ["text", "story_keys", "fingerprint"],
+            "size": query.limit,
+            "from_": query.offset,
+            "track_total_hits": True,
+        }
+        if query.sort == "date":
+            request["sort"] = [
+                {"published_at": {"order": "desc", "missing": "_last"}},
+                "_score",
+                {"doc_id": "asc"},
+            ]
+        if query.collapse:
+            # Per story the best hit; inner hits only to count the story's matching copies.
+            request["collapse"] = {
+                "field": "story_id",
+                "inner_hits": {"name": "copies", "size": 0},
+            }
+            request["aggs"] = {"stories": {"cardinality": {"field": "story_id"}}}
+        response = self._articles("search", **request)
         hits: list[SearchHit] = []
         for hit in response["hits"]["hits"]:
             source = hit["_source"]
             snippet = (hit.get("highlight", {}).get("text") or [source.get("summary") or ""])[0]
+            copies = 0
+            if query.collapse:
+                copies = int(hit["inner_hits"]["copies"]["hits"]["total"]["value"]) - 1
             hits.append(
                 SearchHit(
                     doc_id=source["doc_id"],
@@ -627,9 +737,106 @@ class ElasticsearchStore:
                     source=source.get("source"),
                     published_at=_time(source.get("published_at")),
                     snippet=snippet,
+                    story_id=source.get("story_id"),
+                    copies=max(0, copies),
+                    domain=source.get("domain"),
                 )
             )
-        return SearchResult(total=int(response["hits"]["total"]["value"]), hits=hits)
+        articles = int(response["hits"]["total"]["value"])
+        total = int(response["aggregations"]["stories"]["value"]) if query.collapse else articles
+        return SearchResult(total=total, hits=hits, articles=articles)
+
+    # -- stories ---------------------------------------------------------------------
+
+    def story_candidates(
+        self, key_lists: Sequence[Sequence[str]], limit: int
+    ) -> list[list[StoryMember]]:
+        if not key_lists:
+            return []
+        searches: list[dict[str, Any]] = []
+        for keys in key_lists:
+            # Identity keys weigh more than all band keys together: a declared copy first.
+            should = [
+                {
+                    "term": {
+                        "story_keys": {"value": key, "boost": 1000.0 if key[:2] == "u:" else 1.0}
+                    }
+                }
+                for key in keys
+            ]
+            searches.append({"index": self._alias})
+            searches.append(
+                {
+                    "query": {"bool": {"should": should, "minimum_should_match": 1}},
+                    "_source": _MEMBER_FIELDS,
+                    "sort": ["_score", {"doc_id": "asc"}],
+                    "size": limit,
+                }
+            )
+        with _translated("story candidates"):
+            # Candidates must include the previous batches: make them searchable now.
+            self._client.indices.refresh(index=self._alias)
+            response = self._client.msearch(searches=searches)
+        found: list[list[StoryMember]] = []
+        for answer in response["responses"]:
+            if "error" in answer:
+                status = int(answer.get("status", 500))
+                error = answer["error"]
+                message = f"story candidates failed: {error}"
+                if status in _TRANSIENT_STATUSES or status >= 500:
+                    raise BackendUnavailable(message)
+                raise PermanentError(message)
+            found.append([_member(hit["_source"]) for hit in answer["hits"]["hits"]])
+        return found
+
+    def merge_stories(self, merges: Sequence[StoryMerge]) -> None:
+        if not merges:
+            return
+        target = {merge.old: merge for merge in merges}
+        with _translated("story merge"):
+            self._client.indices.refresh(index=self._alias)
+            members = list(
+                helpers.scan(
+                    self._client,
+                    index=self._alias,
+                    query={"query": {"terms": {"story_id": list(target)}}},
+                    version=True,
+                )
+            )
+            operations: list[Any] = []
+            for hit in members:
+                source = hit["_source"]
+                merge = target[source["story_id"]]
+                if source["doc_id"] == merge.old and not source.get("near_duplicate_of"):
+                    source["near_duplicate_of"] = merge.new
+                source["story_id"] = merge.new
+                source["story_started_at"] = merge.started_at.isoformat()
+                # Same revision again (external_gte): a newer revision written meanwhile
+                # wins with 409, and was assigned its story on its own.
+                operations.append(
+                    {
+                        "index": {
+                            "_index": hit["_index"],
+                            "_id": hit["_id"],
+                            "version": int(source["revision"]),
+                            "version_type": "external_gte",
+                        }
+                    }
+                )
+                operations.append(source)
+            if operations:
+                response = self._client.bulk(operations=operations, refresh=True)
+                items = [next(iter(item.values())) for item in response["items"]]
+                if any(item.get("error") and int(item["status"]) != 409 for item in items):
+                    _raise_for_bulk_errors(
+                        {
+                            "errors": True,
+                            "items": [
+                                {"index": i} for i in items if int(i.get("status", 0)) != 409
+                            ],
+                        },
+                        "story merge",
+                    )
 
     # -- feed state ------------------------------------------------------------------
 

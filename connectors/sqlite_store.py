@@ -13,8 +13,10 @@ Used when ``NEWSFLOW_ELASTICSEARCH_URL`` is unset; keeps the Elasticsearch store
   empty.
 
 Search is FTS5 with BM25 over title (weight 3), summary (2), text and authors (1), the
-boosts of the Elasticsearch ``multi_match``; like it, the words of a query are OR-ed
-(recall) and ranking sorts the best matches first. Words are split and lower-cased by the
+boosts of the Elasticsearch ``multi_match``; like it, every word of a query must match
+(in any of those columns) and ranking sorts the best matches first. Near-duplicates are
+collapsed as Elasticsearch's field collapsing on ``story_id`` does: per story the best
+match, with the number of the story's matching articles. Words are split and lower-cased by the
 ``unicode61`` tokenizer without accent folding, close to Elasticsearch's standard analyzer.
 User text never reaches FTS5's query syntax: every word, and every ``"quoted phrase"``,
 becomes a quoted FTS5 phrase. FTS5's BM25 scores a document as a whole (column weights
@@ -24,8 +26,10 @@ scores and close rankings differ between the two.
 Layout (created by :meth:`SqliteStore.ensure`): ``articles`` (the current revision; title,
 summary and text as columns, the other fields as JSON), ``articles_fts`` (external-content
 FTS5 index on it, kept in step by triggers), ``aliases(alias_id, doc_id)``,
-``history(doc_id, revision, doc)``, ``feeds(feed_url, state)`` and ``revisits(feed_url,
-kind, key, ...)`` (the retry set and the recheck schedule). Datetimes are stored as ISO
+``history(doc_id, revision, doc)``, ``feeds(feed_url, state)``, ``revisits(feed_url,
+kind, key, ...)`` (the retry set and the recheck schedule) and ``story_keys(key,
+article)`` (the near-duplicate candidate keys of each current article, by ``articles.id``;
+``newsflow.stories``). Datetimes are stored as ISO
 8601 in UTC, ``published_at`` and a revisit's ``next_at`` also as epoch seconds for range
 filters.
 """
@@ -54,9 +58,12 @@ from connectors.store import (
     SearchQuery,
     SearchResult,
     SeenDoc,
+    StoryMember,
+    StoryMerge,
 )
 from newsflow.identity import content_hash
 from newsflow.settings import ElasticsearchSettings
+from newsflow.stories import identity_keys, in_own_story, story_keys
 from schemas import Article, FeedState
 
 __all__ = ["MAX_TERM_BYTES", "SqliteStore", "fts_query"]
@@ -147,6 +154,13 @@ CREATE TABLE IF NOT EXISTS revisits (
     PRIMARY KEY (feed_url, kind, key)
 );
 CREATE INDEX IF NOT EXISTS revisits_due ON revisits (feed_url, kind, given_up, next_ts);
+CREATE TABLE IF NOT EXISTS story_keys (
+    key TEXT NOT NULL,
+    article INTEGER NOT NULL,
+    PRIMARY KEY (key, article)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS story_keys_article ON story_keys (article);
+CREATE INDEX IF NOT EXISTS articles_story ON articles (json_extract(doc, '$.story_id'));
 """
 
 _SEARCH_FILTERS = """
@@ -154,20 +168,52 @@ _SEARCH_FILTERS = """
     AND (:source IS NULL OR a.source = :source)
     AND (:language IS NULL OR a.language = :language)
     AND (:since IS NULL OR a.published_ts >= :since)
+    AND (:until IS NULL OR a.published_ts < :until)
+    AND (:domain IS NULL OR json_extract(a.doc, '$.domain') = :domain)
+    AND (:feed IS NULL OR json_extract(a.doc, '$.feed_url') = :feed
+         OR json_extract(a.doc, '$.feed_name') = :feed)
+    AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(a.doc, '$.tags') WHERE value = :tag))
+    AND (:author IS NULL
+         OR EXISTS (SELECT 1 FROM json_each(a.doc, '$.authors') WHERE value = :author))
 """
-_SEARCH_SQL = f"""
-SELECT a.doc_id, bm25(articles_fts, {_WEIGHTS}) AS bm25_score, a.title, a.url, a.source,
-       a.published_at, a.summary,
+_MATCHED = f"""
+WITH matched AS (
+    SELECT a.id, a.doc_id, bm25(articles_fts, {_WEIGHTS}) AS bm25_score, a.published_ts,
+           coalesce(json_extract(a.doc, '$.story_id'), a.doc_id) AS story
+    FROM articles_fts JOIN articles AS a ON a.id = articles_fts.rowid
+    WHERE {_SEARCH_FILTERS}
+)"""  # noqa: S608 (constant fragments only; values are bound parameters)
+_ORDER = {
+    "relevance": "bm25_score, doc_id",
+    "date": "published_ts IS NULL, published_ts DESC, bm25_score, doc_id",
+}
+# Per story the best match stands for it (pos = 1); members counts the story's matches.
+_PAGE_SQL = {
+    (sort, collapse): f"""{_MATCHED}, ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY story ORDER BY bm25_score, doc_id) AS pos,
+           count(*) OVER (PARTITION BY story) AS members
+    FROM matched
+)
+SELECT id, bm25_score, members FROM ranked {"WHERE pos = 1" if collapse else ""}
+ORDER BY {order} LIMIT :limit OFFSET :offset
+"""  # noqa: S608 (constant fragments only)
+    for sort, order in _ORDER.items()
+    for collapse in (True, False)
+}
+_COUNT_SQL = f"{_MATCHED} SELECT count(*), count(DISTINCT story) FROM matched"  # noqa: S608
+_HITS_SQL = f"""
+SELECT a.id, a.doc_id, a.title, a.url, a.source, a.published_at, a.summary,
+       json_extract(a.doc, '$.story_id'), json_extract(a.doc, '$.domain'),
        snippet(articles_fts, 2, '[[', ']]', '…', {_SNIPPET_TOKENS})
 FROM articles_fts JOIN articles AS a ON a.id = articles_fts.rowid
-WHERE {_SEARCH_FILTERS}
-ORDER BY bm25_score, a.doc_id
-LIMIT :limit
-"""  # noqa: S608 (constant fragments only; values are bound parameters)
-_COUNT_SQL = f"""
-SELECT count(*) FROM articles_fts JOIN articles AS a ON a.id = articles_fts.rowid
-WHERE {_SEARCH_FILTERS}
+WHERE articles_fts MATCH :query AND a.id IN (SELECT value FROM json_each(:ids))
 """  # noqa: S608 (constant fragments only)
+_CANDIDATES_SQL = """
+SELECT a.doc_id, a.doc, max(k.key LIKE 'u:%') AS by_identity, count(*) AS n
+FROM story_keys AS k JOIN articles AS a ON a.id = k.article
+WHERE k.key IN (SELECT value FROM json_each(:keys))
+GROUP BY a.id ORDER BY by_identity DESC, n DESC, a.doc_id LIMIT :limit
+"""
 # Feed URL and fetch time live in the JSON document; a full scan is fine at embedded sizes.
 _FEED_STATS_SQL = """
 SELECT json_extract(doc, '$.feed_url') AS feed, count(*),
@@ -181,7 +227,7 @@ _EMPTY_TEXT_HASH = content_hash("")  # what an article without text is hashed to
 
 
 def fts_query(text: str) -> str:
-    """A safe FTS5 query for free text: quoted words and phrases, OR-ed.
+    """A safe FTS5 query for free text: quoted words and phrases, all required (AND).
 
     ``"double-quoted"`` parts stay phrases; every other run of non-blank characters is a
     phrase of its own, so operators (AND, OR, NOT, NEAR), prefixes (``*``), column
@@ -194,7 +240,7 @@ def fts_query(text: str) -> str:
         part = match.group(1) if match.group(1) is not None else match.group(2)
         if any(character.isalnum() for character in part):
             phrases.append('"' + part.replace('"', '""') + '"')
-    return " OR ".join(dict.fromkeys(phrases))
+    return " AND ".join(dict.fromkeys(phrases))
 
 
 def _utc(value: datetime | None) -> str | None:
@@ -203,6 +249,22 @@ def _utc(value: datetime | None) -> str | None:
 
 def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def _member(doc_id: str, doc: str) -> StoryMember:
+    fields: dict[str, Any] = json.loads(doc)
+    started = fields.get("story_started_at") or fields.get("published_at") or fields["fetched_at"]
+    return StoryMember(
+        doc_id=doc_id,
+        story_id=fields.get("story_id") or doc_id,
+        story_started_at=datetime.fromisoformat(started),
+        fingerprint=fields.get("fingerprint"),
+        keys=tuple(
+            identity_keys(doc_id, fields.get("alias_ids", []), fields.get("syndicated_from"))
+        ),
+        near_duplicate_of=fields.get("near_duplicate_of"),
+        similarity=fields.get("story_similarity"),
+    )
 
 
 def _refusal(article: Article, bulk_max_bytes: int) -> str | None:
@@ -302,7 +364,8 @@ class SqliteStore:
         ).fetchone()
         if stored is not None and int(stored[0]) >= article.revision:
             return False
-        rest = article.model_dump(mode="json", exclude=_COLUMNS_OUTSIDE_JSON)
+        # Every current article is in a story (its own, until assignment says otherwise).
+        rest = in_own_story(article).model_dump(mode="json", exclude=_COLUMNS_OUTSIDE_JSON)
         values = {
             "doc_id": article.doc_id,
             "revision": article.revision,
@@ -341,6 +404,14 @@ class SqliteStore:
         db.executemany(
             "INSERT OR IGNORE INTO aliases (alias_id, doc_id) VALUES (?, ?)",
             [(alias, article.doc_id) for alias in article.alias_ids],
+        )
+        (row_id,) = db.execute(
+            "SELECT id FROM articles WHERE doc_id = ?", (article.doc_id,)
+        ).fetchone()
+        db.execute("DELETE FROM story_keys WHERE article = ?", (row_id,))
+        db.executemany(
+            "INSERT OR IGNORE INTO story_keys (key, article) VALUES (?, ?)",
+            [(key, row_id) for key in story_keys(article)],
         )
         return True
 
@@ -399,31 +470,86 @@ class SqliteStore:
     def search(self, query: SearchQuery) -> SearchResult:
         match = fts_query(query.text)
         if not match:
-            return SearchResult(total=0, hits=[])  # nothing searchable: no document matches
+            return SearchResult(total=0, hits=[], articles=0)  # nothing searchable
         parameters = {
             "query": match,
             "source": query.source,
             "language": query.language,
             "since": query.since.timestamp() if query.since else None,
+            "until": query.until.timestamp() if query.until else None,
+            "domain": query.domain,
+            "feed": query.feed,
+            "tag": query.tag,
+            "author": query.author,
             "limit": max(0, query.limit),
+            "offset": max(0, query.offset),
         }
         with self._session("search") as db:
-            total = int(db.execute(_COUNT_SQL, parameters).fetchone()[0])
-            rows = db.execute(_SEARCH_SQL, parameters).fetchall() if query.limit > 0 else []
-        hits = [
-            SearchHit(
-                doc_id=doc,
-                score=-float(bm25_score),  # bm25() is lower-is-better, scores higher-is-better
-                title=title,
-                url=url,
-                source=source,
-                published_at=_time(published_at),
-                # As the Elasticsearch store: the summary when the text has no match.
-                snippet=snippet if "[[" in (snippet or "") else (summary or ""),
+            articles, stories = db.execute(_COUNT_SQL, parameters).fetchone()
+            page = (
+                db.execute(_PAGE_SQL[query.sort, query.collapse], parameters).fetchall()
+                if query.limit > 0
+                else []
             )
-            for doc, bm25_score, title, url, source, published_at, summary, snippet in rows
-        ]
-        return SearchResult(total=total, hits=hits)
+            # Snippets only for the page: snippet() over every match would cost a scan.
+            details = {
+                row[0]: row[1:]
+                for row in db.execute(
+                    _HITS_SQL, {"query": match, "ids": json.dumps([row[0] for row in page])}
+                )
+            }
+        hits = []
+        for row_id, bm25_score, members in page:
+            doc, title, url, source, published_at, summary, story, domain, snippet = details[row_id]
+            hits.append(
+                SearchHit(
+                    doc_id=doc,
+                    score=-float(bm25_score),  # bm25() is lower-is-better
+                    title=title,
+                    url=url,
+                    source=source,
+                    published_at=_time(published_at),
+                    # As the Elasticsearch store: the summary when the text has no match.
+                    snippet=snippet if "[[" in (snippet or "") else (summary or ""),
+                    story_id=story,
+                    copies=int(members) - 1 if query.collapse else 0,
+                    domain=domain,
+                )
+            )
+        total = int(stories) if query.collapse else int(articles)
+        return SearchResult(total=total, hits=hits, articles=int(articles))
+
+    # -- stories ---------------------------------------------------------------------
+
+    def story_candidates(
+        self, key_lists: Sequence[Sequence[str]], limit: int
+    ) -> list[list[StoryMember]]:
+        found: list[list[StoryMember]] = []
+        with self._session("story candidates") as db:
+            for keys in key_lists:
+                rows = db.execute(
+                    _CANDIDATES_SQL, {"keys": json.dumps(list(keys)), "limit": limit}
+                ).fetchall()
+                found.append([_member(doc_id, doc) for doc_id, doc, _, _ in rows])
+        return found
+
+    def merge_stories(self, merges: Sequence[StoryMerge]) -> None:
+        if not merges:
+            return
+        with self._session("story merge", write=True) as db:
+            for merge in merges:
+                # The founder of the old story now copies the new one.
+                db.execute(
+                    "UPDATE articles SET doc = json_set(doc, '$.near_duplicate_of', :new) "
+                    "WHERE doc_id = :old AND json_extract(doc, '$.story_id') = :old",
+                    {"old": merge.old, "new": merge.new},
+                )
+                db.execute(
+                    "UPDATE articles SET doc = json_set(doc, '$.story_id', :new, "
+                    "'$.story_started_at', :started) "
+                    "WHERE json_extract(doc, '$.story_id') = :old",
+                    {"old": merge.old, "new": merge.new, "started": _utc(merge.started_at)},
+                )
 
     # -- feed state ------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ the embedded SQLite FTS5 store. Rules every implementation keeps:
 Callers ask for the role they use: :class:`ArticleWriter` (the indexer),
 :class:`SeenLookup` (the poller), :class:`FeedStateStore` (the poller's feed state),
 :class:`ArticleSearch` (search), :class:`FeedStatsReader` (feed health),
-:class:`RevisitStore` (pages the poller fetches again: failed ones and ones to re-check);
+:class:`RevisitStore` (pages the poller fetches again: failed ones and ones to re-check),
+:class:`StoryIndex` (the indexer's near-duplicate candidates, see ``newsflow.stories``);
 :class:`Store` is all of them, as :func:`connectors.open_store` returns it.
 """
 
@@ -40,9 +41,13 @@ __all__ = [
     "SearchHit",
     "SearchQuery",
     "SearchResult",
+    "SearchSort",
     "SeenDoc",
     "SeenLookup",
     "Store",
+    "StoryIndex",
+    "StoryMember",
+    "StoryMerge",
 ]
 
 
@@ -69,15 +74,36 @@ class IndexOutcome:
     """Input positions that failed transiently (e.g. 429) and must be sent again."""
 
 
+SearchSort = Literal["relevance", "date"]
+"""``relevance``: best match first; ``date``: newest ``published_at`` first (undated last)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SearchQuery:
-    """A full-text query with optional filters."""
+    """A full-text query with optional filters.
+
+    Every word of ``text`` must match (in title, summary, text or authors) and every
+    ``"quoted phrase"`` must match as a phrase. Filters are exact values: ``source`` (site
+    name), ``domain``, ``feed`` (a feed's URL or name), ``tag``, ``author``, ``language``;
+    ``since`` / ``until`` bound ``published_at`` (inclusive / exclusive). With
+    ``collapse`` (the default) near-duplicates count once: a story's best-matching
+    article stands for it, with the number of its matching copies.
+    """
 
     text: str
     source: str | None = None
     since: datetime | None = None
     language: str | None = None
     limit: int = 10
+    until: datetime | None = None
+    domain: str | None = None
+    feed: str | None = None
+    tag: str | None = None
+    author: str | None = None
+    sort: SearchSort = "relevance"
+    offset: int = 0
+    """Hits (stories when collapsed) to skip: paging."""
+    collapse: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +116,42 @@ class SearchHit:
     published_at: datetime | None
     snippet: str
     """Fragment of the text with matches wrapped in ``[[`` and ``]]``."""
+    story_id: str | None = None
+    copies: int = 0
+    """Other matching articles of the same story, folded into this hit (collapsed only)."""
+    domain: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SearchResult:
     total: int
+    """Matching stories when the query collapses, else matching articles."""
     hits: list[SearchHit]
+    articles: int | None = None
+    """Matching articles, copies included (None where not counted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoryMember:
+    """A stored article as story assignment sees it (``newsflow.stories``)."""
+
+    doc_id: str
+    story_id: str
+    story_started_at: datetime
+    fingerprint: str | None
+    keys: tuple[str, ...]
+    """Its identity keys (``newsflow.stories.identity_keys``)."""
+    near_duplicate_of: str | None = None
+    similarity: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoryMerge:
+    """Every article of story ``old`` moves to story ``new`` (which started at ``started_at``)."""
+
+    old: str
+    new: str
+    started_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +342,28 @@ class RevisitStore(Protocol):
         ...
 
 
+class StoryIndex(Protocol):
+    """What story assignment needs: candidates by key, and merging stories."""
+
+    def story_candidates(
+        self, key_lists: Sequence[Sequence[str]], limit: int
+    ) -> list[list[StoryMember]]:
+        """For each list of keys, the stored articles having any of them (one request).
+
+        At most ``limit`` per list: articles sharing an identity key (``u:...``) first,
+        then those sharing most keys. Every write so far is visible to it.
+        """
+        ...
+
+    def merge_stories(self, merges: Sequence[StoryMerge]) -> None:
+        """Move the stored articles of each ``old`` story to its ``new`` one.
+
+        The old story's founder records ``near_duplicate_of = new`` (it no longer defines
+        a story); revisions and history are unchanged.
+        """
+        ...
+
+
 class FeedHealthSource(FeedStateStore, FeedStatsReader, RevisitStore, Protocol):
     """What feed health joins: the feeds' state, their articles' and revisits' counts."""
 
@@ -297,6 +375,7 @@ class Store(
     ArticleSearch,
     FeedStatsReader,
     RevisitStore,
+    StoryIndex,
     Protocol,
 ):
     """Every role, as :func:`connectors.open_store` returns it; plus health and closing."""

@@ -391,18 +391,32 @@ def _parse_since(value: str | None) -> datetime | None:
 
 @app.command()
 def search(
-    query: Annotated[str, typer.Argument(help="Words or a phrase in quotes.")],
+    query: Annotated[str, typer.Argument(help='Words (all must match) and "quoted phrases".')],
     source: Annotated[str | None, typer.Option(help="Only this source (site name).")] = None,
     since: Annotated[
         str | None, typer.Option(help="Published since a date (2024-05-01) or age (7d).")
     ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Published before a date (2024-06-01) or age (1d).")
+    ] = None,
     lang: Annotated[str | None, typer.Option(help="Only this language code.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only articles with this tag.")] = None,
+    domain: Annotated[str | None, typer.Option(help="Only this domain (no 'www.').")] = None,
+    feed: Annotated[str | None, typer.Option(help="Only this feed (its URL or name).")] = None,
+    author: Annotated[str | None, typer.Option(help="Only this author (exact byline).")] = None,
+    sort: Annotated[str, typer.Option(help="'relevance' or 'date' (newest first).")] = "relevance",
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Hits to show.")] = 10,
+    page: Annotated[int, typer.Option(min=1, help="Page of hits to show.")] = 1,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Every copy of a story, not one hit per story.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines for scripts.")] = False,
 ) -> None:
-    """Search the indexed articles."""
+    """Search the indexed articles: one hit per story (near-duplicates folded) by default."""
     from connectors import SearchQuery, open_store
 
+    if sort not in ("relevance", "date"):
+        raise typer.BadParameter("--sort must be 'relevance' or 'date'")
     settings = _settings()
     with _clear_errors():
         store = open_store(settings)
@@ -412,8 +426,16 @@ def search(
                     text=query,
                     source=source,
                     since=_parse_since(since),
+                    until=_parse_since(until),
                     language=lang,
+                    tag=tag,
+                    domain=domain,
+                    feed=feed,
+                    author=author,
+                    sort="date" if sort == "date" else "relevance",
                     limit=limit,
+                    offset=(page - 1) * limit,
+                    collapse=not show_all,
                 )
             )
         finally:
@@ -430,6 +452,8 @@ def search(
                         "source": hit.source,
                         "published_at": hit.published_at.isoformat() if hit.published_at else None,
                         "snippet": hit.snippet,
+                        "story_id": hit.story_id,
+                        "copies": hit.copies,
                     },
                     ensure_ascii=False,
                 )

@@ -37,7 +37,13 @@ from newsflow.fetch import (
     HttpStatusError,
     RobotsDisallowed,
 )
-from newsflow.identity import canonical_url, content_hash, doc_id, domain_of
+from newsflow.identity import (
+    canonical_url,
+    content_hash,
+    doc_id,
+    domain_of,
+    elsewhere_canonical,
+)
 from newsflow.metrics import NO_METRICS, PipelineMetrics, status_class
 from newsflow.quality import assess, feed_text, is_teaser
 from newsflow.summary import PollSummary
@@ -180,6 +186,8 @@ def build_article(
         image_url=page.image_url or entry.image_url,
         content_hash=content_hash(page.text),
         text_source=text_source,
+        fingerprint=page.fingerprint,
+        syndicated_from=elsewhere_canonical(final_url, page.canonical_url),
     )
 
 

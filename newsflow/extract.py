@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import pebble
 
 from newsflow.settings import ExtractSettings
+from newsflow.stories import fingerprint
 from schemas import PageExtraction
 
 __all__ = [
@@ -205,6 +206,7 @@ def extract_page(html: str, url: str, min_text_chars: int) -> PageExtraction | E
         image_url=document.image or None,
         canonical_url=document.url if document.url and document.url != url else None,
         paywalled=_paywalled(html),
+        fingerprint=fingerprint(text),  # here, in the worker: CPU spread like extraction
     )
 
 

@@ -22,10 +22,16 @@ def _snippet(snippet: str) -> Text:
 
 
 def print_hits(console: Console, result: SearchResult, query: str) -> None:
-    """Ranked hits: title, source · date · URL, and the snippet with matches highlighted."""
-    console.print(f"{result.total} hits for {query!r}", highlight=False)
+    """Ranked hits: title, source · date · URL (· copies), the snippet with matches marked."""
+    if result.articles is not None and result.articles != result.total:
+        console.print(
+            f"{result.total} stories ({result.articles} articles) for {query!r}", highlight=False
+        )
+    else:
+        console.print(f"{result.total} hits for {query!r}", highlight=False)
     for number, hit in enumerate(result.hits, 1):
         date = hit.published_at.date().isoformat() if hit.published_at else "undated"
         console.print(Text(f"{number}. {hit.title}", style="bold"))
-        console.print(Text(f"   {hit.source or '?'} · {date} · {hit.url}"))
+        copies = f" · +{hit.copies} cop{'y' if hit.copies == 1 else 'ies'}" if hit.copies else ""
+        console.print(Text(f"   {hit.source or '?'} · {date} · {hit.url}{copies}"))
         console.print(_snippet(hit.snippet))

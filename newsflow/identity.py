@@ -3,6 +3,9 @@
 ``doc_id`` is the Kafka key and the search store's document id, so every path that needs
 an article's identity goes through :func:`canonical_url` and :func:`doc_id` here. Feeds
 are told apart by :func:`url_key`, the same comparison rule without courlan's cleaning.
+"Same site" (:func:`site_of`) is the registrable domain by the Public Suffix List,
+private suffixes included, so tenants of ``blogspot.com`` or ``github.io`` are sites of
+their own; the list is tldextract's bundled snapshot, never downloaded at run time.
 """
 
 from __future__ import annotations
@@ -12,11 +15,22 @@ import re
 import unicodedata
 from urllib.parse import urlsplit, urlunsplit
 
-from courlan import is_external, normalize_url
+import tldextract
+from courlan import normalize_url
 
-__all__ = ["canonical_url", "content_hash", "doc_id", "domain_of", "url_key"]
+__all__ = [
+    "canonical_url",
+    "content_hash",
+    "doc_id",
+    "domain_of",
+    "elsewhere_canonical",
+    "site_of",
+    "url_key",
+]
 
 _WHITESPACE = re.compile(r"\s+")
+# suffix_list_urls=(): the snapshot shipped with tldextract, no fetch, no cache directory.
+_PSL = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True)
 
 
 def url_key(url: str) -> str:
@@ -44,18 +58,44 @@ def _normalise(url: str) -> str:
     return url_key(normalize_url(url.strip(), strict=False, trailing_slash=True))
 
 
+def site_of(url: str) -> str:
+    """The site a URL belongs to: its registrable domain by the Public Suffix List.
+
+    ``news.bbc.co.uk`` -> ``bbc.co.uk``; ``foo.blogspot.com`` -> ``foo.blogspot.com`` (a
+    private suffix: each tenant is a site). A host with no public suffix (an IP address,
+    ``localhost``) is its own site.
+    """
+    host = (urlsplit(url.strip()).hostname or "").lower().rstrip(".")
+    registrable = _PSL.extract_str(host).top_domain_under_public_suffix
+    return registrable or host
+
+
 def canonical_url(link: str, page_canonical: str | None = None) -> str:
     """The canonical form of an article URL.
 
-    The page's own ``rel=canonical`` wins when it points to the same site as ``link``
-    (a canonical on another site is ignored: syndication partners and spam alike).
+    The page's own ``rel=canonical`` wins when it points to the same site
+    (:func:`site_of`) as ``link``. A canonical on another site never takes over the
+    ``doc_id`` (syndication partners, other tenants of a shared host and spam alike); see
+    :func:`elsewhere_canonical` for what it is still good for.
     """
     base = _normalise(link)
     if page_canonical and page_canonical.startswith(("http://", "https://")):
         candidate = _normalise(page_canonical)
-        if not is_external(candidate, base, ignore_suffix=False):
+        if site_of(candidate) == site_of(base):
             return candidate
     return base
+
+
+def elsewhere_canonical(link: str, page_canonical: str | None) -> str | None:
+    """The page's ``rel=canonical`` when it names another site: the original of a copy.
+
+    Normalised like :func:`canonical_url`; ``None`` when there is no absolute canonical
+    or it is on the same site (then it is the article's own URL).
+    """
+    if not page_canonical or not page_canonical.startswith(("http://", "https://")):
+        return None
+    candidate = _normalise(page_canonical)
+    return candidate if site_of(candidate) != site_of(_normalise(link)) else None
 
 
 def doc_id(canonical: str) -> str:

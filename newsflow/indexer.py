@@ -17,15 +17,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
 from connectors.buffer import Buffer, Consumer, InRecord, OutRecord
-from connectors.store import ArticleWriter
+from connectors.store import ArticleWriter, StoryIndex
 from newsflow.errors import CommitLost, DecodeError, RequestRefused, TransientError
 from newsflow.metrics import NO_METRICS, PipelineMetrics
 from newsflow.publish import SCHEMA_HEADER
 from newsflow.settings import IndexerSettings, KafkaSettings
+from newsflow.stories import StoryAssigner
 from newsflow.summary import IndexSummary
 from schemas import SCHEMA_VERSION, Article
 
@@ -46,6 +48,11 @@ def decode(record: InRecord) -> Article:
     if record.key is not None and record.key != article.doc_id:
         raise DecodeError(f"key {record.key!r} does not match doc_id {article.doc_id!r}")
     return article
+
+
+@runtime_checkable
+class _StoryStore(ArticleWriter, StoryIndex, Protocol):
+    """A writer that also finds near-duplicate candidates (both stores are)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,8 @@ class Indexer:
         self._on_batch = on_batch
         self._sleep = sleep
         self._metrics = metrics
+        # Stories need the store's candidate keys; a writer without them indexes as before.
+        self._stories = StoryAssigner(store) if isinstance(store, _StoryStore) else None
 
     def run(self, *, until_idle: bool = False, stop: threading.Event | None = None) -> IndexSummary:
         """Index until ``stop`` is set, or with ``until_idle`` until nothing is left."""
@@ -134,6 +143,9 @@ class Indexer:
                 origins.append(record)
             except DecodeError as exc:
                 dead.append(_DeadLetter(record, "DecodeError", str(exc)))
+
+        if self._stories is not None and articles:
+            articles = self._assign_stories(self._stories, articles, summary)
 
         # Groups of positions still to write; a refused group is halved, a throttled part
         # comes back, until every article is written or dead-lettered.
@@ -199,6 +211,19 @@ class Indexer:
             len(dead),
             attempt,
         )
+
+    def _assign_stories(
+        self, stories: StoryAssigner, articles: list[Article], summary: IndexSummary
+    ) -> list[Article]:
+        """Story fields for the batch (newsflow.stories), retried like the bulk write."""
+        attempt = 0
+        while True:
+            try:
+                return stories.assign(articles)
+            except TransientError as exc:
+                attempt += 1
+                summary.retries += 1
+                self._backoff(attempt, f"story lookup failed: {exc}")
 
     def _backoff(self, attempt: int, why: str) -> None:
         ceiling = min(self._settings.retry_backoff_max, 0.5 * 2 ** min(attempt, 16))

@@ -24,3 +24,6 @@ class PageExtraction(BaseModel):
     image_url: str | None = None
     canonical_url: str | None = Field(default=None, description="The page's rel=canonical.")
     paywalled: bool = Field(default=False, description="Paywall markers found in the page.")
+    fingerprint: str | None = Field(
+        default=None, description="newsflow.stories.fingerprint() of the text."
+    )

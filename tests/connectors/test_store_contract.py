@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from connectors.store import Revisit, RevisitCounts, SearchQuery, Store
+from connectors.store import Revisit, RevisitCounts, SearchQuery, Store, StoryMerge
 from newsflow.identity import content_hash, doc_id
 from schemas import Article, FeedEntry, FeedState
 
@@ -257,3 +257,140 @@ def test_check_fails_on_a_store_nobody_set_up(unset_store: Store) -> None:
     failed = [check for check in checks if check.failed]
     assert failed, checks
     assert all("newsflow index" in check.detail for check in failed), failed
+
+
+# -- search as analysts expect, and stories -----------------------------------------
+
+
+def _story_article(
+    article: Article,
+    number: int,
+    text: str,
+    *,
+    story: str | None = None,
+    published: datetime | None = None,
+    **fields: object,
+) -> Article:
+    url = f"https://site{number % 3}.example/story-{number}"
+    key = doc_id(url)
+    update: dict[str, object] = {
+        "doc_id": key,
+        "url": url,
+        "domain": f"site{number % 3}.example",
+        "title": f"Story {number}",
+        "text": text,
+        "content_hash": content_hash(text),
+        "story_id": story or key,
+        "near_duplicate_of": None if story in (None, key) else story,
+        "published_at": published or article.published_at,
+        **fields,
+    }
+    return article.model_copy(update=update)
+
+
+def test_search_requires_every_word_and_keeps_phrases(
+    store: Store, sample_article: Article
+) -> None:
+    harbor = _story_article(sample_article, 1, "The harbor city council met on Monday. " * 5)
+    council = _story_article(sample_article, 2, "The city council of the capital met. " * 5)
+    harbor_words = _story_article(sample_article, 3, "Council members toured the city harbor. " * 5)
+    store.index_batch([harbor, council, harbor_words])
+    store.refresh()
+    all_words = store.search(SearchQuery(text="harbor city council"))
+    assert {hit.doc_id for hit in all_words.hits} == {harbor.doc_id, harbor_words.doc_id}
+    phrase = store.search(SearchQuery(text='"harbor city council"'))
+    assert [hit.doc_id for hit in phrase.hits] == [harbor.doc_id]
+    assert store.search(SearchQuery(text='"city harbor" council')).total == 1
+
+
+def test_search_filters_sorts_and_pages(store: Store, sample_article: Article) -> None:
+    base = datetime(2024, 5, 1, tzinfo=UTC)
+    articles = [
+        _story_article(
+            sample_article,
+            n,
+            f"Floods reached the river town {n}. " * 5,
+            published=base + timedelta(days=n),
+            tags=["weather"] if n % 2 else ["local"],
+            authors=[f"Author {n % 2}"],
+            feed_url=f"https://feeds.example/{n % 2}.rss",
+            feed_name=f"Feed {n % 2}",
+        )
+        for n in range(6)
+    ]
+    store.index_batch(articles)
+    store.refresh()
+
+    def ids(**filters: object) -> set[str]:
+        query = SearchQuery(text="floods", limit=50, **filters)  # type: ignore[arg-type]
+        return {hit.doc_id for hit in store.search(query).hits}
+
+    odd = {a.doc_id for n, a in enumerate(articles) if n % 2}
+    assert ids(tag="weather") == odd
+    assert ids(author="Author 1") == odd
+    assert ids(feed="https://feeds.example/1.rss") == odd
+    assert ids(feed="Feed 1") == odd
+    assert ids(domain="site0.example") == {articles[0].doc_id, articles[3].doc_id}
+    assert ids(since=base + timedelta(days=2), until=base + timedelta(days=4)) == {
+        articles[2].doc_id,
+        articles[3].doc_id,
+    }
+    newest = [a.doc_id for a in reversed(articles)]
+    by_date = store.search(SearchQuery(text="floods", sort="date", limit=4))
+    assert [hit.doc_id for hit in by_date.hits] == newest[:4]
+    second = store.search(SearchQuery(text="floods", sort="date", limit=4, offset=4))
+    assert [hit.doc_id for hit in second.hits] == newest[4:]
+    assert second.total == 6
+
+
+def test_near_duplicates_collapse_into_one_hit_per_story(
+    store: Store, sample_article: Article
+) -> None:
+    text = "The wire service reported an earthquake near the coast on Sunday. " * 5
+    original = _story_article(sample_article, 10, text)
+    copies = [
+        _story_article(sample_article, 11 + n, text + f" Copy {n}.", story=original.doc_id)
+        for n in range(3)
+    ]
+    other = _story_article(sample_article, 20, "An earthquake drill was held in schools. " * 5)
+    store.index_batch([original, *copies, other])
+    store.refresh()
+    collapsed = store.search(SearchQuery(text="earthquake"))
+    assert (collapsed.total, collapsed.articles) == (2, 5)
+    by_story = {hit.story_id: hit for hit in collapsed.hits}
+    assert set(by_story) == {original.doc_id, other.doc_id}
+    assert by_story[original.doc_id].copies == 3
+    assert by_story[other.doc_id].copies == 0
+    expanded = store.search(SearchQuery(text="earthquake", collapse=False))
+    assert (expanded.total, len(expanded.hits)) == (5, 5)
+
+
+def test_story_candidates_come_from_stored_keys_and_stories_merge(
+    store: Store, sample_article: Article
+) -> None:
+    from newsflow.stories import fingerprint, story_keys
+
+    text = " ".join(f"word{n}" for n in range(200))
+    first = _story_article(sample_article, 30, text, fingerprint=fingerprint(text))
+    second = _story_article(sample_article, 31, text, fingerprint=fingerprint(text))
+    unrelated_text = " ".join(f"other{n}" for n in range(200))
+    unrelated = _story_article(
+        sample_article, 32, unrelated_text, fingerprint=fingerprint(unrelated_text)
+    )
+    store.index_batch([first, second, unrelated])
+    (found,) = store.story_candidates([story_keys(first)], 10)
+    assert [member.doc_id for member in found][0] == first.doc_id  # its own id key first
+    assert {member.doc_id for member in found} == {first.doc_id, second.doc_id}
+    assert found[0].fingerprint == first.fingerprint
+    assert store.story_candidates([["b0:nothing"]], 10) == [[]]
+
+    started = datetime(2020, 1, 1, tzinfo=UTC)
+    store.merge_stories([StoryMerge(second.doc_id, first.doc_id, started)])
+    store.refresh()
+    moved = store.get(second.doc_id)
+    assert moved is not None and moved.story_id == first.doc_id
+    assert moved.near_duplicate_of == first.doc_id  # it defined its story, now it copies
+    assert moved.story_started_at == started
+    assert moved.revision == second.revision
+    untouched = store.get(unrelated.doc_id)
+    assert untouched is not None and untouched.story_id == unrelated.doc_id

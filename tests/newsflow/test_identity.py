@@ -1,6 +1,14 @@
 import pytest
 
-from newsflow.identity import canonical_url, content_hash, doc_id, domain_of, url_key
+from newsflow.identity import (
+    canonical_url,
+    content_hash,
+    doc_id,
+    domain_of,
+    elsewhere_canonical,
+    site_of,
+    url_key,
+)
 
 
 def test_canonical_url_normalises_case_port_fragment_and_tracking() -> None:
@@ -77,3 +85,28 @@ def test_url_key_keeps_what_the_server_may_read(one: str, other: str) -> None:
 def test_canonical_url_is_the_url_key_of_the_cleaned_url() -> None:
     url = "HTTPS://A.example:443?utm_source=x#top"
     assert canonical_url(url) == url_key(canonical_url(url)) == "https://a.example/"
+
+
+@pytest.mark.parametrize(
+    ("link", "canonical"),
+    [
+        ("https://foo.blogspot.com/post", "https://bar.blogspot.com/post"),
+        ("https://alice.github.io/a", "https://bob.github.io/a"),
+        ("https://news.example.co.uk/a", "https://other.co.uk/a"),
+    ],
+)
+def test_a_canonical_on_another_tenant_or_site_never_takes_the_doc_id(
+    link: str, canonical: str
+) -> None:
+    assert canonical_url(link, canonical) == link
+    assert elsewhere_canonical(link, canonical) == canonical
+
+
+def test_same_site_is_the_registrable_domain() -> None:
+    assert site_of("https://news.bbc.co.uk/x") == site_of("https://www.bbc.co.uk/y")
+    assert site_of("https://foo.blogspot.com/") == "foo.blogspot.com"
+    assert site_of("http://127.0.0.1:8080/x") == "127.0.0.1"
+    assert canonical_url("https://m.example.com/a", "https://www.example.com/a") == (
+        "https://www.example.com/a"
+    )
+    assert elsewhere_canonical("https://m.example.com/a", "https://www.example.com/a") is None

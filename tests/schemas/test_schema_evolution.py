@@ -264,9 +264,9 @@ def test_the_checker_resolves_refs_into_defs() -> None:
 
 
 class _NextMinor(Article):
-    """What a compatible 1.1 would look like: one more optional field."""
+    """What a compatible next minor would look like: more optional fields."""
 
-    schema_version: Literal["1.1"] = Field(default="1.1")
+    schema_version: Literal["1.3"] = Field(default="1.3")  # type: ignore[assignment]
     section: str | None = Field(default=None, description="Section of the site.")
     paywalled: bool = Field(default=False, description="Behind a paywall.")
     sections: list[str] = Field(default_factory=list, description="Breadcrumbs.")
