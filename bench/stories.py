@@ -17,22 +17,27 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import os
 import random
 import statistics
 import tempfile
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from elasticsearch import Elasticsearch
 
+from bench.site import generate
+from connectors.elasticsearch import ElasticsearchStore
 from connectors.sqlite_store import SqliteStore
-from connectors.store import SearchQuery
+from connectors.store import SearchQuery, Store
 from newsflow.extract import extract_page
 from newsflow.identity import content_hash, doc_id
+from newsflow.settings import load_settings
 from newsflow.stories import StoryAssigner, _shingles, fingerprint, parse, similarity
 from schemas import Article
 
@@ -208,7 +213,7 @@ def assignment_quality(docs: Sequence[Doc], threshold: float, workdir: Path) -> 
 
 
 def _simhash(text: str) -> int:
-    hashes = np.array([zlib.crc32(s) for s in _shingles(text)], dtype=np.uint64)
+    hashes = np.array([zlib.crc32(s.encode()) for s in _shingles(text)], dtype=np.uint64)
     spread = (hashes * np.uint64(0x9E3779B97F4A7C15)) ^ (hashes << np.uint64(29))
     bits = (spread[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)
     weights = bits.astype(np.int64).sum(axis=0) * 2 - len(hashes)
@@ -276,10 +281,60 @@ def cpu_cost(docs: Sequence[Doc], rounds: int = 3) -> tuple[float, float]:
     return statistics.median(extract_ms), statistics.median(print_ms)
 
 
-def search_latency(count: int, workdir: Path) -> list[str]:
-    """Median and p95 ms of searches on ``count`` stored articles (stories of 1-4)."""
+def site_cpu_cost(count: int, workdir: Path) -> tuple[float, float, int]:
+    """Mean ms per page on ``bench.site`` pages (the pipeline benchmark's news pages).
+
+    Returns extract_page's ms (with the fingerprint), the fingerprint's and the mean
+    number of words of the extracted texts.
+    """
+    generate(workdir / "site", count, 4, port=8000)
+    pages = [
+        (
+            path.read_text(encoding="utf-8"),
+            f"http://{path.relative_to(workdir / 'site').parts[0]}/a",
+        )
+        for path in sorted((workdir / "site").rglob("*.html"))
+    ]
+    extract_page(pages[0][0], pages[0][1], 100)  # warm-up: imports
+    started = time.process_time()
+    texts = [getattr(extract_page(html, url, 100), "text", "") for html, url in pages]
+    extract_ms = (time.process_time() - started) * 1000 / len(pages)
+    print_ms = []
+    for _ in range(3):
+        started = time.process_time()
+        for text in texts:
+            fingerprint(text)
+        print_ms.append((time.process_time() - started) * 1000 / len(pages))
+    words = sum(len(text.split()) for text in texts) // max(1, len(texts))
+    return extract_ms, statistics.median(print_ms), words
+
+
+def _search_store(kind: str, workdir: Path) -> tuple[Store, Callable[[], None]]:
+    """The store to measure search on, and how to remove what the bench put there."""
+    if kind == "sqlite":
+        sqlite = SqliteStore(workdir / "search.sqlite3")
+        return sqlite, sqlite.close
+    settings = load_settings().elasticsearch
+    if not settings.url:
+        raise SystemExit("--search-store elasticsearch needs NEWSFLOW_ELASTICSEARCH_URL")
+    prefix = f"bench-stories-{os.getpid()}"
+    settings = settings.model_copy(update={"prefix": prefix})
+    es = ElasticsearchStore(settings)
+
+    def remove() -> None:
+        client = Elasticsearch(settings.url)
+        names = [i["name"] for i in client.indices.resolve_index(name=f"{prefix}*")["indices"]]
+        if names:
+            client.indices.delete(index=",".join(names))
+        es.close()
+
+    return es, remove
+
+
+def search_latency(count: int, workdir: Path, kind: str = "sqlite") -> list[str]:
+    """Median and max ms of searches on ``count`` stored articles (stories of 1-4)."""
     rng = random.Random(5)  # noqa: S311
-    store = SqliteStore(workdir / "search.sqlite3")
+    store, remove = _search_store(kind, workdir)
     store.ensure()
     started = time.perf_counter()
     batch: list[Article] = []
@@ -297,6 +352,8 @@ def search_latency(count: int, workdir: Path) -> list[str]:
             store.index_batch(batch)
             batch = []
     store.index_batch(batch)
+    if isinstance(store, ElasticsearchStore):
+        store.refresh()
     load = time.perf_counter() - started
     lines = [f"loaded {count} articles in {load:.0f} s"]
     queries = [
@@ -321,7 +378,7 @@ def search_latency(count: int, workdir: Path) -> list[str]:
                 f"| {label} | {'collapsed' if collapse else '--all'} | {result.total} | "
                 f"{result.articles} | {statistics.median(times):.0f} | {times[-1]:.0f} |"
             )
-    store.close()
+    remove()
     return lines
 
 
@@ -329,6 +386,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--bases", type=int, default=200)
     parser.add_argument("--search-docs", type=int, default=100_000)
+    parser.add_argument(
+        "--search-store",
+        choices=("sqlite", "elasticsearch"),
+        default="sqlite",
+        help="where to measure search (elasticsearch: NEWSFLOW_ELASTICSEARCH_URL)",
+    )
+    parser.add_argument("--site-pages", type=int, default=200)
+    parser.add_argument("--only-search", action="store_true", help="skip the other parts")
     args = parser.parse_args()
     docs = corpus(args.bases)
     kinds: dict[str, int] = {}
@@ -337,26 +402,40 @@ def main() -> None:
     print(f"corpus: {len(docs)} articles {kinds}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        print("\n| story assignment (indexer) | precision | recall |\n|---|---|---|")
-        for threshold in (0.7, 0.8, 0.85, 0.9):
-            p, r = assignment_quality(docs, threshold, work)
-            print(f"| StoryAssigner, threshold {threshold} | {p:.3f} | {r:.3f} |")
-        print("\n| pairwise, all pairs | precision | recall |\n|---|---|---|")
-        for line in pairwise_comparison(docs):
-            print(line)
-        extract_ms, print_ms = cpu_cost(docs[:300])
-        share = print_ms / max(1e-9, extract_ms - print_ms)
-        print(
-            f"\nCPU per page: extract_page {extract_ms:.2f} ms including the fingerprint "
-            f"{print_ms:.2f} ms: +{share:.1%} over extraction without it"
-        )
+        if not args.only_search:
+            _quality_and_cost(docs, args.site_pages, work)
         if args.search_docs:
             print(
-                "\n| query | mode | total | articles | median ms | max ms |\n"
+                f"\nsearch on {args.search_store}\n"
+                "| query | mode | total | articles | median ms | max ms |\n"
                 "|---|---|---|---|---|---|"
             )
-            for line in search_latency(args.search_docs, work):
+            for line in search_latency(args.search_docs, work, args.search_store):
                 print(line)
+
+
+def _quality_and_cost(docs: Sequence[Doc], site_pages: int, work: Path) -> None:
+    print("\n| story assignment (indexer) | precision | recall |\n|---|---|---|")
+    for threshold in (0.7, 0.8, 0.85, 0.9):
+        p, r = assignment_quality(docs, threshold, work)
+        print(f"| StoryAssigner, threshold {threshold} | {p:.3f} | {r:.3f} |")
+    print("\n| pairwise, all pairs | precision | recall |\n|---|---|---|")
+    for line in pairwise_comparison(docs):
+        print(line)
+    extract_ms, print_ms = cpu_cost(docs[:300])
+    share = print_ms / max(1e-9, extract_ms - print_ms)
+    print(
+        f"\nCPU per page, the corpus's small pages: extract_page {extract_ms:.2f} ms "
+        f"including the fingerprint {print_ms:.2f} ms: +{share:.1%} over extraction without it"
+    )
+    if site_pages:
+        extract_ms, print_ms, words = site_cpu_cost(site_pages, work)
+        share = print_ms / max(1e-9, extract_ms - print_ms)
+        print(
+            f"CPU per page, {site_pages} bench.site news pages ({words} words of text on "
+            f"average): extract_page {extract_ms:.2f} ms including the fingerprint "
+            f"{print_ms:.2f} ms: +{share:.1%} over extraction without it"
+        )
 
 
 if __name__ == "__main__":

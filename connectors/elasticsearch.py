@@ -719,7 +719,11 @@ class ElasticsearchStore:
                 "field": "story_id",
                 "inner_hits": {"name": "copies", "size": 0},
             }
-            request["aggs"] = {"stories": {"cardinality": {"field": "story_id"}}}
+            # Exact up to 40,000 stories (the most Elasticsearch allows), approximate
+            # (HyperLogLog++) beyond: a total of hits, not a number to reconcile.
+            request["aggs"] = {
+                "stories": {"cardinality": {"field": "story_id", "precision_threshold": 40_000}}
+            }
         response = self._articles("search", **request)
         hits: list[SearchHit] = []
         for hit in response["hits"]["hits"]:

@@ -4,8 +4,8 @@ Owns the content fingerprint, the similarity of two fingerprints, the keys under
 the store finds candidates, and the assignment of stories at index time.
 
 - :func:`fingerprint` runs in the extraction worker: a bottom-k MinHash of the text's
-  distinct word 4-shingles (the 128 smallest 64-bit BLAKE2b hashes), published with the
-  article. Standard library only: datasketch pulls numpy and scipy into every worker,
+  distinct word 4-shingles (the 128 smallest 64-bit XXH3 hashes), published with the
+  article. xxhash and the standard library only: datasketch pulls numpy and scipy into every worker,
   over 300 MB of address space against the worker's memory cap (docs/stories.md).
 - :func:`similarity` estimates the share of the *shorter* text's shingles found in the
   other (containment), so a teaser cut from an article is as much its copy as the article
@@ -28,7 +28,6 @@ the store finds candidates, and the assignment of stories at index time.
 from __future__ import annotations
 
 import base64
-import hashlib
 import heapq
 import logging
 import re
@@ -36,6 +35,8 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+
+import xxhash
 
 from connectors.store import StoryIndex, StoryMember, StoryMerge
 from newsflow.identity import canonical_url, doc_id
@@ -75,20 +76,17 @@ CANDIDATES = 50
 _PREFIX = "bk1"
 _WORD = re.compile(r"\w+")
 _IDENTITY = "u:"
+_hash = xxhash.xxh3_64_intdigest
+"""64-bit XXH3 (seed 0) of a shingle's UTF-8 bytes."""
 
 
-def _hash(shingle: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(shingle, digest_size=8).digest(), "little")
-
-
-def _shingles(text: str) -> set[bytes]:
+def _shingles(text: str) -> set[str]:
     words = _WORD.findall(text.lower())
     if len(words) < SHINGLE_WORDS:
-        return {" ".join(words).encode()} if words else set()
-    return {
-        " ".join(words[i : i + SHINGLE_WORDS]).encode()
-        for i in range(len(words) - SHINGLE_WORDS + 1)
-    }
+        return {" ".join(words)} if words else set()
+    # zip over shifted views: no list slice per shingle (it is the bulk of the cost).
+    shifted = [words[offset:] for offset in range(SHINGLE_WORDS)]
+    return {" ".join(shingle) for shingle in zip(*shifted, strict=False)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +102,7 @@ def signature(text: str) -> Signature | None:
     shingles = _shingles(text)
     if len(shingles) < MIN_SHINGLES:
         return None
-    smallest = heapq.nsmallest(NUM_PERM, {_hash(shingle) for shingle in shingles})
+    smallest = heapq.nsmallest(NUM_PERM, {_hash(shingle.encode()) for shingle in shingles})
     return Signature(tuple(smallest), len(shingles))
 
 

@@ -71,7 +71,7 @@ class Article(BaseModel):
         default=None,
         description="Content fingerprint of the text for near-duplicate detection: "
         "'bk1:<shingles>:<base64>', a bottom-k MinHash of its distinct word 4-shingles "
-        "(the 128 smallest BLAKE2b-64 hashes, uint64 little-endian, ascending). Null when "
+        "(the 128 smallest XXH3-64 hashes, uint64 little-endian, ascending). Null when "
         "the text is too short to fingerprint.",
     )
     syndicated_from: str | None = Field(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import random
+import re
+import struct
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import xxhash
 
 from connectors.sqlite_store import SqliteStore
 from newsflow.identity import canonical_url, content_hash, doc_id, elsewhere_canonical
@@ -84,6 +89,18 @@ def test_fingerprints_round_trip_and_measure_containment() -> None:
     assert similarity(whole, other) < 0.2
     assert fingerprint("too short") is None
     assert parse("mh0:3:AAAA") is None and parse(None) is None
+
+
+def test_the_fingerprint_is_the_documented_bottom_k_sketch() -> None:
+    # Consumers and other producers rely on docs/consumers.md's definition: rebuild it
+    # from that text alone and compare.
+    text = "The Harbor-City council, on Monday: " + " ".join(_text(4))
+    words = re.findall(r"\w+", text.lower())
+    shingles = {" ".join(words[i : i + 4]) for i in range(len(words) - 3)}
+    hashes = sorted({xxhash.xxh3_64_intdigest(s.encode("utf-8")) for s in shingles})[:128]
+    packed = base64.b64encode(struct.pack(f"<{len(hashes)}Q", *hashes)).decode()
+    assert fingerprint(text) == f"bk1:{len(shingles)}:{packed}"
+    assert fingerprint(" ".join(_text(4)[:1])[:60]) is None  # under 8 shingles
 
 
 def test_near_duplicates_join_the_first_article_of_their_story(tmp_path: Path) -> None:
