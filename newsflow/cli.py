@@ -644,10 +644,18 @@ def feeds_import(
 
 
 @feeds_app.command("status")
-def feeds_status(feeds: _FeedsFile = None) -> None:
+def feeds_status(
+    feeds: _FeedsFile = None,
+    by_domain: Annotated[
+        bool,
+        typer.Option(
+            "--by-domain", help="Extraction quality per domain of the pages instead of per feed."
+        ),
+    ] = False,
+) -> None:
     """Per-feed health: polls, failures, articles in the last 24 h, missing metadata."""
     from connectors import open_store
-    from newsflow.feedadmin import feed_health, health_rows, read_feeds
+    from newsflow.feedadmin import domain_quality_rows, feed_health, health_rows, read_feeds
 
     path = _feeds_file(feeds)
     settings = _settings()
@@ -662,6 +670,9 @@ def feeds_status(feeds: _FeedsFile = None) -> None:
             store.close()
     if not report:
         _err.print(f"no feeds in {path}", highlight=False)
+    if by_domain:
+        _rows("extraction quality by domain", domain_quality_rows(report, human=_out.is_terminal))
+        return
     _rows("feed health", health_rows(report, now, human=_out.is_terminal))
 
 

@@ -31,7 +31,7 @@ from newsflow.durations import format_duration, parse_duration
 from newsflow.errors import ConfigError
 from newsflow.feedlist import load_feeds
 from newsflow.identity import url_key
-from schemas import FeedConfig, FeedState
+from schemas import FeedConfig, FeedQuality, FeedState
 
 __all__ = [
     "FeedHealth",
@@ -393,13 +393,37 @@ _QUALITY_COLUMNS = ("no_date", "no_author", "short_text", "teaser", "timeout", "
 
 
 def _quality_columns(state: FeedState | None, human: bool) -> dict[str, str]:
-    quality = state.quality if state is not None else None
+    return _quality_shares(state.quality if state is not None else None, human)
+
+
+def _quality_shares(quality: FeedQuality | None, human: bool) -> dict[str, str]:
     pages = quality.pages if quality is not None else 0
     columns = {"pages": str(pages)}
     for name in _QUALITY_COLUMNS:
         share = getattr(quality, name) / pages if quality is not None and pages else None
         columns[f"q_{name}"] = _percent(share, human)
     return columns
+
+
+def domain_quality_rows(report: Sequence[FeedHealth], *, human: bool) -> list[dict[str, str]]:
+    """Extraction quality per domain of the pages, over every listed feed's polls.
+
+    One row per domain, the most pages first; ``feeds`` counts the feeds whose pages were
+    on that domain (a feed may link to several).
+    """
+    totals: dict[str, FeedQuality] = {}
+    feeds: dict[str, int] = {}
+    for feed in report:
+        if feed.state is None:
+            continue
+        for domain, quality in feed.state.quality_by_domain.items():
+            totals[domain] = totals.get(domain, FeedQuality()).add(quality.model_dump())
+            feeds[domain] = feeds.get(domain, 0) + 1
+    ordered = sorted(totals.items(), key=lambda item: (-item[1].pages, item[0]))
+    return [
+        {"domain": domain, "feeds": str(feeds[domain]), **_quality_shares(quality, human)}
+        for domain, quality in ordered
+    ]
 
 
 def health_rows(

@@ -168,6 +168,9 @@ class PipelineMetrics(Protocol):
     def revisits(self, feed: FeedConfig, counts: RevisitCounts) -> None:
         """What ``feed`` has waiting in the retry set after its poll."""
 
+    def quality(self, feed: FeedConfig, flags: Mapping[str, int]) -> None:
+        """Extraction quality flags of one poll's pages (``newsflow.quality``)."""
+
     def bulk(self, documents: int, seconds: float, outcome: BulkOutcome) -> None:
         """One bulk request of the indexer to the store."""
 
@@ -193,6 +196,9 @@ class NoMetrics:
         pass
 
     def revisits(self, feed: FeedConfig, counts: RevisitCounts) -> None:
+        pass
+
+    def quality(self, feed: FeedConfig, flags: Mapping[str, int]) -> None:
         pass
 
     def bulk(self, documents: int, seconds: float, outcome: BulkOutcome) -> None:
@@ -286,6 +292,14 @@ class PrometheusMetrics(IndexerMetrics):
             ["outcome"],
             registry=r,
         )
+        self._quality = Counter(
+            "newsflow_extraction_quality_pages",
+            "Pages extracted or skipped (flag=pages) and those of them with each quality "
+            "flag (no_date, no_author, short_text, teaser, paywall, timeout, feed_text), "
+            "by feed group.",
+            ["group", "flag"],
+            registry=r,
+        )
         self._revisit_counts: dict[str, tuple[str, RevisitCounts]] = {}
         for status in ("2xx", "3xx", "4xx", "5xx", "error"):
             self._fetch.labels(status_class=status)  # every class from 0, for rate()
@@ -329,6 +343,12 @@ class PrometheusMetrics(IndexerMetrics):
             for group, value in retries.items():
                 self._retry_set.labels(group=group).set(value)
                 self._given_up.labels(group=group).set(given_up[group])
+
+    def quality(self, feed: FeedConfig, flags: Mapping[str, int]) -> None:
+        group = feed_group(feed)
+        for flag, count in flags.items():
+            if count:
+                self._quality.labels(group=group, flag=flag).inc(count)
 
     def on_batch(self, summary: IndexSummary, consumer: Consumer, seconds: float) -> None:
         """Counts and batch latency only: the indexer reports the lag to :meth:`consumer_lag`

@@ -236,6 +236,7 @@ class PollRun:
             state_now = add_quality(
                 state_now, collected.counts.quality, collected.quality_by_domain
             )
+            self.metrics.quality(feed, collected.counts.quality)
         # Feed state moves on only once its articles are safe in the buffer.
         store.put_feed_states([state_now])
         if self.metrics is not NO_METRICS:

@@ -227,6 +227,9 @@ def test_prometheus_scrapes_every_family(
         f"sum(newsflow_articles_published_total{poller})": "articles published",
         f"sum(newsflow_publish_seconds_count{poller})": "publish latency",
         f"count(newsflow_retry_set_size{poller})": "retry set by group",
+        'sum(newsflow_extraction_quality_pages_total{job="newsflow-poller",flag="pages"})': (
+            "extraction quality"
+        ),
         'sum(newsflow_indexer_indexed_total{job="newsflow-indexer"})': "indexed",
         'sum(newsflow_indexer_bulk_seconds_count{job="newsflow-indexer"})': "bulk latency",
         'count(newsflow_indexer_consumer_lag{job="newsflow-indexer"})': "lag per partition",

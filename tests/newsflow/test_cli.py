@@ -10,6 +10,7 @@ import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -336,6 +337,10 @@ def test_feeds_status_shows_pending_retries_given_up_and_bozo_feeds(
     business, broken = rows[site.url("feeds/business.rss")], rows[site.url("feeds/broken.rss")]
     assert (business["health"], business["retries"], business["given_up"]) == ("ok", "1", "0")
     assert broken["health"] == "parsed with errors"
+    stdout, _ = _invoke("feeds", "status", "--by-domain")
+    (domain,) = _tsv(stdout)  # every page of the fixture site is on one host
+    assert domain["domain"] == urlsplit(site.url("")).hostname
+    assert int(domain["pages"]) == int(business["pages"]) + int(broken["pages"]) > 0
 
     # Due again at once (a tiny backoff), still failing, and past the give-up horizon (0 s
     # here): given up, and kept in view.

@@ -14,6 +14,7 @@ from newsflow.errors import ConfigError
 from newsflow.feedadmin import (
     FeedHealth,
     add_feed,
+    domain_quality_rows,
     feed_health,
     feed_rows,
     health_rows,
@@ -341,3 +342,32 @@ def test_import_keeps_every_field_of_a_toml_source(tmp_path: Path) -> None:
     import_feeds(target, source)
     (feed,) = load_feeds(target)
     assert (feed.group, feed.recheck, feed.tags) == ("wires", False, ["world"])
+
+
+def test_quality_by_domain_adds_up_over_feeds_most_pages_first() -> None:
+    def health(url: str, domains: dict[str, FeedQuality]) -> FeedHealth:
+        state = FeedState(feed_url=url, quality_by_domain=domains)
+        return FeedHealth(url, None, True, True, state, FeedStats())
+
+    report = [
+        health(
+            "https://a.example/rss",
+            {
+                "wire.example": FeedQuality(pages=4, no_date=1, teaser=2),
+                "a.example": FeedQuality(pages=1, no_author=1),
+            },
+        ),
+        health("https://b.example/rss", {"wire.example": FeedQuality(pages=4, teaser=2)}),
+        FeedHealth("https://never.example/rss", None, True, True, None, FeedStats()),
+    ]
+    rows = domain_quality_rows(report, human=False)
+    assert [(r["domain"], r["feeds"], r["pages"]) for r in rows] == [
+        ("wire.example", "2", "8"),
+        ("a.example", "1", "1"),
+    ]
+    assert (rows[0]["q_no_date"], rows[0]["q_teaser"], rows[1]["q_no_author"]) == (
+        "0.125",
+        "0.500",
+        "1.000",
+    )
+    assert domain_quality_rows(report, human=True)[0]["q_teaser"] == "50%"

@@ -302,3 +302,20 @@ def test_failing_feeds_have_a_series_only_while_they_fail() -> None:
     metrics.feed_polled(a, "ok", 0.5, 0)  # recovered: its series goes
     samples = _samples(generate_latest(metrics.registry).decode())
     assert failing not in samples
+
+
+def test_quality_flags_are_counted_by_feed_group() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from newsflow.metrics import PrometheusMetrics
+    from schemas import FeedConfig
+
+    metrics = PrometheusMetrics(CollectorRegistry())
+    world = FeedConfig(url="https://a.example/rss", tags=["world"])
+    metrics.quality(world, {"pages": 4, "no_date": 1, "teaser": 0})
+    metrics.quality(FeedConfig(url="https://b.example/rss", tags=["world"]), {"pages": 2})
+    samples = _samples(generate_latest(metrics.registry).decode())
+    family = "newsflow_extraction_quality_pages_total"
+    assert samples[(family, (("flag", "pages"), ("group", "world")))] == 6
+    assert samples[(family, (("flag", "no_date"), ("group", "world")))] == 1
+    assert (family, (("flag", "teaser"), ("group", "world"))) not in samples
