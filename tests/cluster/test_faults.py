@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from newsflow.settings import Settings, load_settings
 from schemas import Article
 from tests.cluster.articles import article, tally
 from tests.cluster.cluster import Cluster
+from tests.faults.support import FaultSite, newsflow, newsflow_run, site_ids, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -126,6 +128,73 @@ def test_kill_9_partition_leaders_while_publishing(cluster: Cluster, cluster_env
     )
     assert not lost, f"{len(lost)} acknowledged articles lost"
     assert result.duplicates == 0
+
+
+def _fetched_or_done(site: FaultSite, target: int, child: subprocess.Popen[str]) -> bool:
+    return sum(site.page_hits().values()) >= target or child.poll() is not None
+
+
+def _cycle_env(pages: int) -> dict[str, str]:
+    """What a polling cycle of the loopback site needs beyond ``cluster_env``."""
+    return {
+        "NEWSFLOW_FETCH_ALLOW_PRIVATE_NETWORKS": "true",
+        "NEWSFLOW_FETCH_PER_HOST_DELAY": "0",
+        "NEWSFLOW_FETCH_PER_HOST_CONCURRENCY": "8",
+        "NEWSFLOW_FEED_MIN_INTERVAL": "0",
+        "NEWSFLOW_FEED_MAX_ENTRIES": str(max(200, pages)),
+    }
+
+
+def test_kill_9_a_partition_leader_during_polling_cycles(
+    cluster: Cluster, cluster_env: str, tmp_path: Path
+) -> None:
+    """Whole ``newsflow run --once`` cycles (feeds, pages, extraction, publication) while
+    the leader of a partition being written is killed: the cycle completes or fails
+    loudly, the next one completes, every article of the site is indexed exactly once."""
+    settings = load_settings()
+    topic = settings.kafka.topic
+    buffer = open_buffer(settings)
+    buffer.ensure_topics([topic, settings.kafka.dlq_topic])
+    buffer.close()
+    site = FaultSite(N, 6)
+    feeds = site.feeds_toml(tmp_path / "feeds.toml")
+    env = _cycle_env(N)
+    outcomes: list[int] = []
+    killed: list[str] = []
+    with site.serving():
+        for round_ in range(LEADER_KILLS):
+            before = sum(site.page_hits().values())
+            child = newsflow(env, "run", "--once", "--force", "--feeds", str(feeds))
+            target = before + N // 4
+            wait_for(
+                partial(_fetched_or_done, site, target, child), 300, "the cycle to fetch pages"
+            )
+            leaders = {p["leader_id"] for p in cluster.partitions(topic) if p["leader_id"] >= 0}
+            victim = next(
+                m for m in (cluster.broker_member(b) for b in sorted(leaders)) if m not in killed
+            )
+            cluster.kill(victim)
+            killed.append(victim)
+            out, _ = child.communicate(timeout=600)
+            outcomes.append(child.returncode)
+            # Two of three replicas in sync are enough for acks=all: the cycle should go on;
+            # if it does fail, it says so.
+            assert child.returncode == 0 or "afka" in out, f"round {round_}: {out[-2000:]}"
+            cluster.up()
+            cluster.wait_in_sync(topic)
+        code, out = newsflow_run(env, "run", "--once", "--feeds", str(feeds))
+        assert code == 0, out[-3000:]
+    drain(load_settings(), until_idle=True)
+    expected = set(site_ids(site))
+    result = tally(cluster.es_urls, settings.elasticsearch.index)
+    lost = expected - set(result.docs)
+    print(
+        f"polling cycles: pages={len(expected)} cycle_exits={outcomes} docs={len(result.docs)} "
+        f"lost={len(lost)} dup={result.duplicates} killed={','.join(killed)}"
+    )
+    assert not lost, f"{len(lost)} articles of the site never indexed"
+    assert result.duplicates == 0
+    assert len(set(killed)) == LEADER_KILLS
 
 
 def _publish_all(settings: Settings, articles: Sequence[Article]) -> None:
