@@ -329,6 +329,15 @@ def scram_arg(user, password, iterations=8192):
     )
 
 
+def kafka_cluster_id():
+    """16 random bytes in URL-safe base64, as Kafka's own ids: never starting with '-'
+    (kafka-storage would read such an id as an option; about 1 in 64 did)."""
+    while True:
+        cid = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
+
+
 def _basic(user, password):
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
@@ -469,7 +478,7 @@ def main(argv):
         cmd_extract(args.zip, args.dest)
         return 0
     if args.cmd == "kafka-cluster-id":
-        print(base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode())
+        print(kafka_cluster_id())
         return 0
     if args.cmd == "procs":
         for pid in procs_with_marker(MARKER_PREFIX + args.stack_home, args.component):
