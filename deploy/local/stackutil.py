@@ -20,6 +20,7 @@ Sub-commands (all used by the `stack` bash script):
   scram-arg USER PASSWORD_FILE      print kafka-storage's --add-scram value for USER
                                     (SCRAM-SHA-512, salted here: no password in it)
   es-secure-setup URL [options]     create an API key of the stack's Elasticsearch user
+                                    (kept in a 0600 file; `up --secure` fails without it)
 
 With --secure stacks, the probes speak TLS: kafka-probe and wait take --tls-ca,
 --tls-cert, --tls-key (the SSL listener requires a client certificate); es-probe
@@ -329,6 +330,15 @@ def scram_arg(user, password, iterations=8192):
     )
 
 
+def kafka_cluster_id():
+    """16 random bytes in URL-safe base64, as Kafka's own ids: never starting with '-'
+    (kafka-storage would read such an id as an option; about 1 in 64 did)."""
+    while True:
+        cid = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
+
+
 def _basic(user, password):
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
@@ -336,35 +346,46 @@ def _basic(user, password):
 def cmd_es_secure_setup(args):
     """An API key of the stack's user in a new 0600 file; an existing key that works is kept.
 
-    API keys live in the .security system index. Its mapping needs the pattern_capture
-    token filter of the analysis-common module, which the integ-test distribution lacks:
-    there the request fails, this says so on stderr and returns 1 (no key file).
+    Elasticsearch stores API keys in its .security system index, created on the first
+    request here; its mapping needs the pattern_capture and unique token filters, which the
+    newsflow shim plugin provides (the integ-test distribution has no analysis-common).
+    Returns 1 with one line on stderr (never the key or the password) when no key can be made.
     """
     url = args.url
     password = read_secret(args.password_file)
-    if os.path.exists(args.api_key_file):
-        try:
-            key = read_secret(args.api_key_file)
-            _es_request(url, "/_security/_authenticate", 10, auth="ApiKey " + key)
-            return 0
-        except urllib.error.HTTPError:
-            os.unlink(args.api_key_file)  # e.g. the data was purged since: make a new one
     try:
+        if os.path.exists(args.api_key_file):
+            try:
+                key = read_secret(args.api_key_file)
+                _es_request(url, "/_security/_authenticate", 10, auth="ApiKey " + key)
+                return 0
+            except urllib.error.HTTPError as exc:
+                if exc.code != 401:
+                    raise
+                # e.g. invalidated, or the data was purged since: make a new one
+                os.unlink(args.api_key_file)
         key = _es_request(
             url,
             "/_security/api_key",
-            30,
+            60,
             method="POST",
-            body={"name": "newsflow-stack"},
+            body={"name": "newsflow-stack", "metadata": {"made_by": "deploy/local/stack"}},
             auth=_basic(args.user, password),
         )
     except urllib.error.HTTPError as exc:
         reason = exc.read().decode(errors="replace")[:300]
         print(f"no elasticsearch API key: HTTP {exc.code}: {reason}", file=sys.stderr)
         return 1
+    except (OSError, ValueError) as exc:  # URLError is an OSError; a body that is not JSON
+        print(f"no elasticsearch API key: {exc}", file=sys.stderr)
+        return 1
     fd = os.open(args.api_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(key["encoded"] + "\n")
+    print(
+        f"  elasticsearch API key {key['id']} of {args.user} in {args.api_key_file}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -469,7 +490,7 @@ def main(argv):
         cmd_extract(args.zip, args.dest)
         return 0
     if args.cmd == "kafka-cluster-id":
-        print(base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode())
+        print(kafka_cluster_id())
         return 0
     if args.cmd == "procs":
         for pid in procs_with_marker(MARKER_PREFIX + args.stack_home, args.component):

@@ -25,9 +25,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.stack]
 REPO = Path(__file__).resolve().parents[2]
 STACK = REPO / "deploy" / "local" / "stack"
 
-KAFKA_PORT = 19092
-ES_PORT = 19200
-PREFECT_PORT = 14200
+# NEWSFLOW_TEST_STACK_*_PORT move the instances (e.g. away from another one's ports)
+KAFKA_PORT = int(os.environ.get("NEWSFLOW_TEST_STACK_KAFKA_PORT", "19092"))
+ES_PORT = int(os.environ.get("NEWSFLOW_TEST_STACK_ES_PORT", "19200"))
+PREFECT_PORT = int(os.environ.get("NEWSFLOW_TEST_STACK_PREFECT_PORT", "14200"))
 
 
 def _default_cache() -> str:
@@ -206,8 +207,8 @@ def test_stack_up_status_down(tmp_path: Path) -> None:
     assert after.stdout == ""
 
 
-CLUSTER_KAFKA_PORT = 39092
-CLUSTER_ES_PORT = 39200
+CLUSTER_KAFKA_PORT = int(os.environ.get("NEWSFLOW_TEST_STACK_CLUSTER_KAFKA_PORT", "39092"))
+CLUSTER_ES_PORT = int(os.environ.get("NEWSFLOW_TEST_STACK_CLUSTER_ES_PORT", "39200"))
 
 
 def test_stack_up_nodes_3_forms_one_kafka_and_one_elasticsearch_cluster(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """newsflow against `deploy/local/stack up --secure`: Kafka SASL_SSL and mutual TLS,
-Elasticsearch over https with a user (CA file or pinned certificate).
+Elasticsearch over https with a user or an API key (CA file or pinned certificate).
 
 One secured stack instance of its own (its own home and ports) for the whole module,
 started once and purged at the end. Every run goes through the CLI in a subprocess with
@@ -8,14 +8,18 @@ started once and purged at the end. Every run goes through the CLI in a subproce
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import ssl
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,9 +29,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.stack, pytest.mark.secure]
 
 REPO = Path(__file__).resolve().parents[2]
 STACK = REPO / "deploy" / "local" / "stack"
-KAFKA_PORT = 43592  # SASL_SSL; the controller is on +1
-KAFKA_SSL_PORT = 43612  # mutual TLS
-ES_PORT = 43600  # transport on +100
+# NEWSFLOW_TEST_SECURE_*_PORT move the instance (e.g. away from another one's ports)
+KAFKA_PORT = int(os.environ.get("NEWSFLOW_TEST_SECURE_KAFKA_PORT", "43592"))  # controller: +1
+KAFKA_SSL_PORT = int(os.environ.get("NEWSFLOW_TEST_SECURE_KAFKA_SSL_PORT", "43612"))  # mTLS
+ES_PORT = int(os.environ.get("NEWSFLOW_TEST_SECURE_ES_PORT", "43600"))  # transport on +100
 
 
 def _default_cache() -> str:
@@ -54,8 +59,31 @@ class Secured:
         return self.read("newsflow.password")
 
     @property
+    def api_key(self) -> str:
+        """The API key `up --secure` made (the `encoded` value)."""
+        return self.read("es-api-key")
+
+    @property
     def secrets(self) -> list[str]:
-        return [self.password, self.read("client-key.password"), self.read("elastic.password")]
+        return [
+            self.password,
+            self.read("client-key.password"),
+            self.read("elastic.password"),
+            self.api_key,
+        ]
+
+    def es(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """Elasticsearch's REST API as the stack's user (basic auth, the stack's CA)."""
+        auth = base64.b64encode(f"newsflow:{self.password}".encode()).decode()
+        request = urllib.request.Request(
+            f"https://127.0.0.1:{ES_PORT}{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"},
+            method=method,
+        )
+        context = ssl.create_default_context(cafile=str(self.secure / "ca.pem"))
+        with urllib.request.urlopen(request, timeout=60, context=context) as response:
+            return json.load(response)
 
 
 @pytest.fixture(scope="module")
@@ -134,17 +162,21 @@ def _kafka(mode: str, s: Secured) -> dict[str, str]:
 
 
 def _elasticsearch(mode: str, s: Secured) -> dict[str, str]:
+    """``ca`` or ``fingerprint``: the user and password; ``apikey``: the API key alone (CA)."""
     trust = (
         {"NEWSFLOW_ELASTICSEARCH_SSL_ASSERT_FINGERPRINT": s.read("server.sha256")}
         if mode == "fingerprint"
         else {"NEWSFLOW_ELASTICSEARCH_CA_CERTS": str(s.secure / "ca.pem")}
     )
-    return {
-        "NEWSFLOW_ELASTICSEARCH_URL": f"https://127.0.0.1:{ES_PORT}",
-        "NEWSFLOW_ELASTICSEARCH_USERNAME": "newsflow",
-        "NEWSFLOW_ELASTICSEARCH_PASSWORD": s.password,
-        **trust,
-    }
+    auth = (
+        {"NEWSFLOW_ELASTICSEARCH_API_KEY": s.api_key}
+        if mode == "apikey"
+        else {
+            "NEWSFLOW_ELASTICSEARCH_USERNAME": "newsflow",
+            "NEWSFLOW_ELASTICSEARCH_PASSWORD": s.password,
+        }
+    )
+    return {"NEWSFLOW_ELASTICSEARCH_URL": f"https://127.0.0.1:{ES_PORT}", **auth, **trust}
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -163,9 +195,12 @@ def _pairs(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-def _no_secret(s: Secured, *runs: subprocess.CompletedProcess[str]) -> None:
+def _no_secret(
+    s: Secured, *runs: subprocess.CompletedProcess[str], also: tuple[str, ...] = ()
+) -> None:
+    """No secret of the stack (nor any of ``also``) in any byte the runs wrote."""
     for completed in runs:
-        for secret in s.secrets:
+        for secret in (*s.secrets, *also):
             assert secret not in completed.stdout, completed.args
             assert secret not in completed.stderr, completed.args
 
@@ -206,6 +241,18 @@ def test_status_prints_the_secured_env_lines_and_keeps_secrets_in_0600_files(
         check=True,
     )
     assert evaluated.stdout == secured.password
+    # the API key `up` made: its own 0600 file, a line of `status` that reads it
+    assert (secured.secure / "es-api-key").stat().st_mode & 0o777 == 0o600
+    assert secured.api_key not in secured.status
+    key_line = f"NEWSFLOW_ELASTICSEARCH_API_KEY=\"$(cat '{secured.secure / 'es-api-key'}')\""
+    assert any(line.endswith(key_line) for line in secured.status.splitlines()), secured.status
+    evaluated = subprocess.run(
+        ["bash", "-c", f'{key_line}; printf %s "$NEWSFLOW_ELASTICSEARCH_API_KEY"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert evaluated.stdout == secured.api_key
     # the password is on no command line of the stack's processes
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -217,7 +264,7 @@ def test_status_prints_the_secured_env_lines_and_keeps_secrets_in_0600_files(
 
 @pytest.mark.parametrize(
     ("kafka", "elasticsearch"),
-    [("scram", "ca"), ("plain", "fingerprint"), ("mtls", "ca")],
+    [("scram", "ca"), ("plain", "fingerprint"), ("mtls", "ca"), ("scram", "apikey")],
 )
 def test_poll_and_index_end_to_end(
     secured: Secured, site: Site, tmp_path: Path, kafka: str, elasticsearch: str
@@ -237,6 +284,10 @@ def test_poll_and_index_end_to_end(
     assert int(_pairs(indexed.stdout)["indexed"]) == published
     doctor = _cli(env, "doctor")
     assert "kafka" in doctor.stdout + doctor.stderr
+    # every Elasticsearch check passes: the cluster, the template, the aliases, the feeds index
+    es_checks = [line for line in doctor.stdout.splitlines() if " elasticsearch" in line]
+    assert len(es_checks) == 5, doctor.stdout
+    assert all(line.startswith("ok ") for line in es_checks), doctor.stdout
     _no_secret(secured, polled, indexed, doctor)
 
 
@@ -305,3 +356,45 @@ def test_an_untrusted_certificate_and_a_wrong_es_password_fail_cleanly(
     assert indexed.returncode == 0, indexed.stderr[-3000:]
     assert int(_pairs(indexed.stdout)["indexed"]) == published
     _no_secret(secured, untrusted, polled, wrong, bad_ca, indexed)
+
+
+def test_a_wrong_or_revoked_api_key_is_one_error_line_and_loses_nothing(
+    secured: Secured, site: Site, tmp_path: Path
+) -> None:
+    good = {**_clean_env(tmp_path), **_kafka("scram", secured), **_elasticsearch("apikey", secured)}
+    _feeds(tmp_path, site)
+    polled = _cli(good, "run", "--once", "--feeds", good["NEWSFLOW_FEEDS_FILE"])
+    assert polled.returncode == 0, polled.stderr[-3000:]
+    published = int(_pairs(polled.stdout)["published"])
+    assert published > 0
+
+    # the key's id with another secret; then a key of the same user, invalidated
+    key_id = base64.b64decode(secured.api_key).decode().split(":", 1)[0]
+    wrong_key = base64.b64encode(f"{key_id}:not-the-secret-{uuid.uuid4().hex}".encode()).decode()
+    made = secured.es("POST", "/_security/api_key", {"name": f"revoked-{uuid.uuid4().hex[:8]}"})
+    revoked_key = made["encoded"]
+    gone = secured.es("DELETE", "/_security/api_key", {"ids": [made["id"]]})
+    assert gone["invalidated_api_keys"] == [made["id"]]
+    runs = []
+    for bad in (wrong_key, revoked_key):
+        env = {**good, "NEWSFLOW_ELASTICSEARCH_API_KEY": bad}
+        failed = _cli(env, "index", "--until-idle")
+        assert failed.returncode != 0
+        errors = _error_lines(failed)
+        assert len(errors) == 1, failed.stderr[-3000:]
+        assert "Elasticsearch" in errors[0] or "elasticsearch" in errors[0], errors
+        assert "Traceback" not in failed.stderr
+        doctor = _cli(env, "doctor")
+        assert doctor.returncode != 0
+        # one failed check, the cluster's, with Elasticsearch's answer; the others skipped
+        es_checks = [line for line in doctor.stdout.splitlines() if " elasticsearch" in line]
+        failed_checks = [line for line in es_checks if line.startswith("FAIL")]
+        assert len(failed_checks) == 1 and "401" in failed_checks[0], doctor.stdout
+        assert all(line.startswith(("FAIL", "skip")) for line in es_checks), doctor.stdout
+        runs += [failed, doctor]
+
+    # no offset was committed by the failed indexers: the right key indexes every article
+    indexed = _cli(good, "index", "--until-idle")
+    assert indexed.returncode == 0, indexed.stderr[-3000:]
+    assert int(_pairs(indexed.stdout)["indexed"]) == published
+    _no_secret(secured, polled, *runs, indexed, also=(wrong_key, revoked_key))

@@ -8,7 +8,10 @@
  *
  *   - rest-root:       GET / and HEAD /  (elasticsearch-py info() / ping())
  *   - analysis-common: the "english" analyzer and common token filters,
- *                      tokenizers and char filters
+ *                      tokenizers and char filters, among them the two that
+ *                      the .security system index's mapping uses
+ *                      (pattern_capture and unique): without them no API key
+ *                      and no native user can be stored
  *
  * This plugin re-provides those under the same names on top of Lucene classes
  * already shipped in the distribution's lib/. The `stack` script compiles it
@@ -19,6 +22,7 @@
 package newsflow.stack.esshim;
 
 import org.apache.lucene.analysis.CharArraySet;
+import org.apache.lucene.analysis.FilteringTokenFilter;
 import org.apache.lucene.analysis.LowerCaseFilter;
 import org.apache.lucene.analysis.TokenStream;
 import org.apache.lucene.analysis.charfilter.HTMLStripCharFilter;
@@ -34,10 +38,13 @@ import org.apache.lucene.analysis.en.KStemFilter;
 import org.apache.lucene.analysis.en.PorterStemFilter;
 import org.apache.lucene.analysis.miscellaneous.ASCIIFoldingFilter;
 import org.apache.lucene.analysis.miscellaneous.LengthFilter;
+import org.apache.lucene.analysis.miscellaneous.RemoveDuplicatesTokenFilter;
 import org.apache.lucene.analysis.miscellaneous.TrimFilter;
 import org.apache.lucene.analysis.miscellaneous.TruncateTokenFilter;
 import org.apache.lucene.analysis.ngram.EdgeNGramTokenFilter;
 import org.apache.lucene.analysis.ngram.NGramTokenFilter;
+import org.apache.lucene.analysis.pattern.PatternCaptureGroupTokenFilter;
+import org.apache.lucene.analysis.tokenattributes.CharTermAttribute;
 import org.elasticsearch.Build;
 import org.elasticsearch.client.internal.node.NodeClient;
 import org.elasticsearch.cluster.metadata.IndexNameExpressionResolver;
@@ -69,6 +76,7 @@ import org.elasticsearch.rest.RestResponse;
 import org.elasticsearch.rest.RestStatus;
 import org.elasticsearch.xcontent.XContentBuilder;
 
+import java.io.IOException;
 import java.io.Reader;
 import java.util.Collection;
 import java.util.List;
@@ -77,6 +85,7 @@ import java.util.Map;
 import java.util.function.Function;
 import java.util.function.Predicate;
 import java.util.function.Supplier;
+import java.util.regex.Pattern;
 
 public class NewsflowShimPlugin extends Plugin implements ActionPlugin, AnalysisPlugin {
 
@@ -210,8 +219,50 @@ public class NewsflowShimPlugin extends Plugin implements ActionPlugin, Analysis
                 int max = s.getAsInt("max_gram", 2);
                 boolean keep = s.getAsBoolean("preserve_original", false);
                 return filter(name, ts -> new NGramTokenFilter(ts, min, max, keep));
+            }),
+            // The .security index's "email" analyzer: uax_url_email, then pattern_capture
+            // (the whole address, its local part, its words, numbers and domain), lowercase
+            // and unique.
+            // Only usable with settings of its own (no default instance without patterns).
+            Map.entry("pattern_capture", AnalysisPlugin.requiresAnalysisSettings((i, e, name, s) -> {
+                List<String> regexes = s.getAsList("patterns");
+                if (regexes.isEmpty()) {
+                    throw new IllegalArgumentException("pattern_capture [" + name + "] needs [patterns]");
+                }
+                Pattern[] patterns = regexes.stream().map(Pattern::compile).toArray(Pattern[]::new);
+                boolean preserve = s.getAsBoolean("preserve_original", true);
+                return filter(name, ts -> new PatternCaptureGroupTokenFilter(ts, preserve, patterns));
+            })),
+            Map.entry("unique", (i, e, name, s) -> {
+                boolean samePosition = s.getAsBoolean("only_on_same_position", false);
+                return filter(name, ts -> samePosition ? new RemoveDuplicatesTokenFilter(ts) : new UniqueTermsFilter(ts));
             })
         );
+    }
+
+    /** Keeps the first token of each term in the whole stream (Lucene only has the per-position variant). */
+    private static final class UniqueTermsFilter extends FilteringTokenFilter {
+        private final CharTermAttribute term = addAttribute(CharTermAttribute.class);
+        private final CharArraySet seen = new CharArraySet(8, false);
+
+        UniqueTermsFilter(TokenStream in) {
+            super(in);
+        }
+
+        @Override
+        protected boolean accept() {
+            if (seen.contains(term.buffer(), 0, term.length())) {
+                return false;
+            }
+            seen.add(term.toString());
+            return true;
+        }
+
+        @Override
+        public void reset() throws IOException {
+            super.reset();
+            seen.clear();
+        }
     }
 
     @Override
