@@ -66,8 +66,10 @@ DATE_PARAMS: dict[str, Any] = {
     "min_date": "1990-01-01",
 }
 _EXTENSIVE_DATE_PARAMS: dict[str, Any] = {**DATE_PARAMS, "extensive_search": True}
+# An <aside> or <footer> inside the <article> is the article's own: its byline, its date.
 _NOT_THE_ARTICLE = (
-    "//aside|//nav|//footer|//*[@id='comments']|//section[contains(@class,'comment')]"
+    "//aside[not(ancestor::article)]|//nav|//footer[not(ancestor::article)]"
+    "|//*[@id='comments']|//section[contains(@class,'comment')]"
     "|//div[contains(@class,'comments')]|//*[contains(@class,'related')]"
     "|//*[contains(@class,'copyright')]"
 )

@@ -93,6 +93,22 @@ def test_a_sidebar_date_found_on_the_whole_page_yields_to_the_byline(sidebar: st
     assert page.published_at == datetime(2021, 3, 3, tzinfo=UTC)
 
 
+@pytest.mark.parametrize("block", ["footer", "aside"])
+def test_the_articles_own_footer_or_aside_keeps_its_date(block: str) -> None:
+    # As on real pages (Drupal's <footer class="node__meta">, an <aside class="meta">).
+    url = "https://news.example/harbour"
+    html = (
+        "<html><head><title>Harbour budget passes</title></head><body>"
+        "<aside class='sidebar'><a href='/a'>Older story</a> <span class='date'>12.05.2019</span>"
+        f"</aside><article><h1>Harbour budget passes</h1>{PARAGRAPH * 3}<{block} class='meta'>"
+        f"<span class='post-created'>By Jane Doe, 28.01.2022</span></{block}></article>"
+        "<footer><span class='date'>01.01.2024</span> Example News</footer></body></html>"
+    )
+    found = _trafilaturas_date(html, url)
+    assert found is not None and not found.startswith("2022-01-28")  # the trap works
+    assert published_date(html, url, found) == "2022-01-28T00:00:00"
+
+
 def test_a_page_that_states_no_date_gets_none_from_comment_and_sidebar_dates() -> None:
     html = UNDATED.read_text(encoding="utf-8")
     url = "https://daily.example/news/undated"
