@@ -51,6 +51,7 @@ from newsflow.extract import (
     DATE_PARAMS,
     ExtractSkip,
     _parse_time,
+    _stated_by_head_or_url,
     extract_page,
     published_date,
 )
@@ -461,7 +462,7 @@ CANDIDATES: dict[str, tuple[str, Finder]] = {
         _metadata_date(None),
     ),
     "fast-original": (
-        "trafilatura's pass, extensive_search off (newsflow 1.0)",
+        "trafilatura's pass, extensive_search off (newsflow when issue 13 was filed)",
         _metadata_date({"original_date": True, "extensive_search": False, "outputformat": _FMT}),
     ),
     "extensive-latest": (
@@ -560,8 +561,12 @@ class Target:
         return self.both_dated_labelled / self.defaults_dated_labelled
 
     @property
-    def met(self) -> bool:
-        return self.share >= 0.97 and self.newsflow_correctness >= self.defaults_correctness
+    def coverage_met(self) -> bool:
+        return self.share >= 0.97
+
+    @property
+    def correctness_met(self) -> bool:
+        return self.newsflow_correctness >= self.defaults_correctness
 
 
 def target(scores: dict[str, Score], pages: Sequence[LabelledPage]) -> Target:
@@ -615,7 +620,8 @@ def _target_line(result: Target) -> str:
         f"{result.both_dated_labelled} of the {result.defaults_dated_labelled} of them that "
         f"have a labelled date ({result.share_labelled:.1%}); correctness "
         f"{result.newsflow_correctness:.1%} vs the defaults' {result.defaults_correctness:.1%} "
-        f"(target: no worse): {'met' if result.met else 'NOT met'}."
+        f"(target: no worse). Coverage target {'met' if result.coverage_met else 'NOT met'}, "
+        f"correctness target {'met' if result.correctness_met else 'NOT met'}."
     )
 
 
@@ -642,10 +648,13 @@ _STEPS: dict[str, Callable[[str, str, str | None], object]] = {
 def cpu(pages: Sequence[LabelledPage], rounds: int) -> str:
     """CPU per page of extraction and of its date stage, interleaved in this process."""
     spent = dict.fromkeys(_STEPS, 0.0)
-    for _round in range(rounds):
+    kept = 0
+    for round_ in range(rounds):
         for page in pages:
             # What trafilatura's pass hands the shipped date stage (not timed).
             found = extract_metadata(page.html, default_url=page.url, date_config=DATE_PARAMS).date
+            if round_ == 0 and found and _stated_by_head_or_url(page.html, page.url, found[:10]):
+                kept += 1
             for name, step in _STEPS.items():
                 start = time.process_time()
                 step(page.html, page.url, found)
@@ -659,6 +668,9 @@ def cpu(pages: Sequence[LabelledPage], rounds: int) -> str:
         "| --- | --- |",
         *(f"| {name} | {value:.2f} |" for name, value in per_page.items()),
         f"| extract_page with the date stage before (derived) | {before:.2f} |",
+        "",
+        f"trafilatura's date kept without a second htmldate pass (its day is in the page's "
+        f"head or URL): {kept} of {len(pages)} pages.",
     ]
     return "\n".join(lines)
 

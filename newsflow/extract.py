@@ -126,8 +126,7 @@ def _stated_by_head_or_url(html: str, url: str | None, day: str) -> bool:
     end = _HEAD_END.search(html, 0, 500_000)
     if end is not None and html.find(day, 0, end.start()) >= 0:
         return True
-    year, month, dom = day.split("-")
-    return url is not None and (day in url or f"{year}/{month}/{dom}" in url)
+    return url is not None and (day in url or day.replace("-", "/") in url)
 
 
 def published_date(html: str, url: str | None, found: str | None = None) -> str | None:
