@@ -24,7 +24,7 @@ Each candidate is one way of choosing the date; newsflow's own candidates apply 
 :func:`newsflow.collect.build_article` enforces (fetched at :data:`FETCHED_AT`). Coverage is
 the share of pages given a date; correctness is the share of those dates that are the
 labelled day (a date on a page labelled with none is wrong). A benchmark, not a test: it
-asserts nothing (tests/bench/test_dates.py holds the synthetic set to the targets).
+asserts nothing (tests/newsflow/test_dates.py holds the synthetic set to the targets).
 """
 
 from __future__ import annotations
