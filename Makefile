@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Precompiled bytecode: Prefect's temporary API server starts ~10 s faster the first time.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install system-deps lint fmt types unit integration test stack-up stack-down stack-status demo bench hostile faults cluster-faults scaling clean
+.PHONY: help install system-deps lint fmt types unit integration test stack-up stack-down stack-status demo bench dates hostile faults cluster-faults scaling clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -104,6 +104,17 @@ cluster-faults: install  ## kill brokers, ES nodes and indexers on a 3+3 cluster
 SCALING_ARGS ?= --articles 3000
 scaling: install  ## indexer and publish throughput on a 3+3 cluster (bench/out/scaling.json)
 	$(VENV)/bin/python -m bench.scaling $(SCALING_ARGS) --out bench/out/scaling.json
+
+# Issue 13's published-date benchmark (docs/dates.md): the synthetic set, and with
+# HTMLDATE=<a clone of github.com/adbar/htmldate> its real evaluation pages too.
+HTMLDATE ?=
+dates: install  ## published-date coverage and correctness (make dates HTMLDATE=/path/to/htmldate)
+	$(VENV)/bin/python -m bench.dates --write-docs
+	@if [ -n "$(HTMLDATE)" ]; then \
+	  $(VENV)/bin/python -m bench.dates --write-docs \
+	    --labels $(HTMLDATE)/tests/eval_default.json --labels $(HTMLDATE)/tests/eval_mediacloud_2020.json \
+	    --pages $(HTMLDATE)/tests/cache --pages $(HTMLDATE)/tests/eval --pages $(HTMLDATE)/tests/test_set; \
+	fi
 
 # The README's first command: set-up and an offline demo on the embedded backends.
 demo: install  ## install, then run newsflow on a bundled offline news site (no Java needed)

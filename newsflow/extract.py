@@ -50,12 +50,15 @@ _MODIFIED_META = re.compile(
 _CONTENT_ATTR = re.compile(r"content\s*=\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
 _MODIFIED_JSONLD = re.compile(r"\"dateModified\"\s*:\s*\"([^\"]+)\"")
 _HTML_LANG = re.compile(r"<html\b[^>]*?\blang\s*=\s*[\"']?([A-Za-z]{2,3})", re.IGNORECASE)
-# htmldate's parameters, chosen by measurement on the labelled pages of
-# tests/fixtures/dates (bench/dates.py, docs/dates.md): the precise search first, the
-# extensive one (dates in free text) only when that finds nothing, both on the page
-# without its sidebars, navigation, footer and comments, whose dates (related stories,
-# copyright years, comment stamps) are not the article's. The bounds on the chosen date
-# (not before 1990, not after the fetch) are enforced in collect.build_article.
+# htmldate's parameters, chosen by measurement on a real date-labelled set (htmldate's own
+# evaluation pages) and the synthetic one of tests/fixtures/dates (bench/dates.py,
+# docs/dates.md). trafilatura's metadata pass runs the precise search with them on the
+# whole page; its date is kept when the page's <head> or URL states that day. Otherwise
+# htmldate runs again on the page without its sidebars, navigation, footer and comments,
+# whose dates (related stories, copyright years, comment stamps) are not the article's:
+# the precise search, then the extensive one (dates in free text) when that finds nothing.
+# The bounds on the chosen date (not before 1990, not after the fetch) are enforced in
+# collect.build_article.
 DATE_PARAMS: dict[str, Any] = {
     "original_date": True,
     "extensive_search": False,
@@ -63,8 +66,10 @@ DATE_PARAMS: dict[str, Any] = {
     "min_date": "1990-01-01",
 }
 _EXTENSIVE_DATE_PARAMS: dict[str, Any] = {**DATE_PARAMS, "extensive_search": True}
+# An <aside> or <footer> inside the <article> is the article's own: its byline, its date.
 _NOT_THE_ARTICLE = (
-    "//aside|//nav|//footer|//*[@id='comments']|//section[contains(@class,'comment')]"
+    "//aside[not(ancestor::article)]|//nav|//footer[not(ancestor::article)]"
+    "|//*[@id='comments']|//section[contains(@class,'comment')]"
     "|//div[contains(@class,'comments')]|//*[contains(@class,'related')]"
     "|//*[contains(@class,'copyright')]"
 )
@@ -109,8 +114,30 @@ def _modified_time(html: str) -> datetime | None:
     return _parse_time(match.group(1)) if match else None
 
 
-def published_date(html: str, url: str | None) -> str | None:
-    """The page's published date as htmldate finds it on the article part of the page."""
+_HEAD_END = re.compile(r"</head\s*>|<body\b", re.IGNORECASE)
+
+
+def _stated_by_head_or_url(html: str, url: str | None, day: str) -> bool:
+    """Whether ``day`` (``YYYY-MM-DD``) is written in the page's <head> or its URL.
+
+    Meta tags and JSON-LD in the head describe the page itself; a sidebar, a comment or
+    a footer cannot put a date there.
+    """
+    end = _HEAD_END.search(html, 0, 500_000)
+    if end is not None and html.find(day, 0, end.start()) >= 0:
+        return True
+    return url is not None and (day in url or day.replace("-", "/") in url)
+
+
+def published_date(html: str, url: str | None, found: str | None = None) -> str | None:
+    """The page's published date.
+
+    ``found`` is the date trafilatura's metadata pass found with :data:`DATE_PARAMS`; it
+    stands when the page's head or URL states that day. Otherwise htmldate looks again,
+    on the article part of the page only.
+    """
+    if found and _stated_by_head_or_url(html, url, found[:10]):
+        return found
     from htmldate import find_date
     from trafilatura.utils import load_html
 
@@ -120,10 +147,10 @@ def published_date(html: str, url: str | None) -> str | None:
     for element in tree.xpath(_NOT_THE_ARTICLE):
         if element.getparent() is not None:
             element.drop_tree()
-    found: str | None = find_date(tree, url=url, **DATE_PARAMS)
-    if found is None:
-        found = find_date(tree, url=url, **_EXTENSIVE_DATE_PARAMS)
-    return found
+    date: str | None = find_date(tree, url=url, **DATE_PARAMS)
+    if date is None:
+        date = find_date(tree, url=url, **_EXTENSIVE_DATE_PARAMS)
+    return date
 
 
 # Markers of a page that shows subscribers more than it shows us: schema.org's
@@ -197,7 +224,7 @@ def extract_page(html: str, url: str, min_text_chars: int) -> PageExtraction | E
         text=text,
         title=document.title or None,
         authors=_split_authors(document.author),
-        published_at=_parse_time(published_date(html, url)),
+        published_at=_parse_time(published_date(html, url, document.date)),
         updated_at=_modified_time(html),
         site_name=document.sitename or None,
         language=(document.language or (lang.group(1) if lang else None) or "").lower() or None,
