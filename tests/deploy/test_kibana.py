@@ -1,11 +1,14 @@
 """deploy/kibana/newsflow.ndjson (and its copy in the package), checked without Kibana.
 
-Kibana cannot run here: it is published neither on Maven Central nor on PyPI, and there
-is no Docker engine. So the saved objects are checked structurally (references resolve,
-Lens layers are consistent, every field they use exists in the Elasticsearch mappings
-with a type that supports the use), their aggregations run on the real Elasticsearch node
-(integration), and the import client's request is checked against a recording HTTP
-server on 127.0.0.1 (a client-side unit test of request formatting, not a Kibana).
+Kibana cannot run here: it is published neither on Maven Central nor on PyPI (the npm
+package ``kibana`` is Kibana 5.1.1, older than Lens), and there is no Docker engine. So
+the saved objects are checked structurally (references resolve, Lens layers and formulas
+are consistent, every field they use exists in the Elasticsearch mappings with a type
+that supports the use), their aggregations run on the real Elasticsearch node
+(integration: every field column alone, and the story and quality panels whole, nested
+as Lens nests them, by :func:`lens_rows`), and the import client's request is checked
+against a recording HTTP server on 127.0.0.1 (a client-side unit test of request
+formatting, not a Kibana).
 """
 
 from __future__ import annotations
