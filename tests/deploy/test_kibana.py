@@ -1,11 +1,14 @@
 """deploy/kibana/newsflow.ndjson (and its copy in the package), checked without Kibana.
 
-Kibana cannot run here: it is published neither on Maven Central nor on PyPI, and there
-is no Docker engine. So the saved objects are checked structurally (references resolve,
-Lens layers are consistent, every field they use exists in the Elasticsearch mappings
-with a type that supports the use), their aggregations run on the real Elasticsearch node
-(integration), and the import client's request is checked against a recording HTTP
-server on 127.0.0.1 (a client-side unit test of request formatting, not a Kibana).
+Kibana cannot run here: it is published neither on Maven Central nor on PyPI (the npm
+package ``kibana`` is Kibana 5.1.1, older than Lens), and there is no Docker engine. So
+the saved objects are checked structurally (references resolve, Lens layers and formulas
+are consistent, every field they use exists in the Elasticsearch mappings with a type
+that supports the use), their aggregations run on the real Elasticsearch node
+(integration: every field column alone, and the story and quality panels whole, nested
+as Lens nests them, by :func:`lens_rows`), and the import client's request is checked
+against a recording HTTP server on 127.0.0.1 (a client-side unit test of request
+formatting, not a Kibana).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import email.policy
 import json
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,9 +34,12 @@ from pydantic import SecretStr
 
 from connectors.elasticsearch import ARTICLE_MAPPING, FEED_MAPPING, ElasticsearchStore
 from newsflow.errors import BackendUnavailable, ConfigError
+from newsflow.identity import content_hash, doc_id
 from newsflow.kibana import SAVED_OBJECTS_FILE, ImportFailure, import_saved_objects
-from newsflow.settings import DEFAULT_INDEX_PREFIX, Settings, index_name
-from schemas import Article, FeedState
+from newsflow.quality import add_quality
+from newsflow.settings import DEFAULT_INDEX_PREFIX, ElasticsearchSettings, Settings, index_name
+from newsflow.stories import StoryAssigner, fingerprint
+from schemas import Article, FeedQuality, FeedState
 
 NDJSON = Path(__file__).resolve().parents[2] / "deploy" / "kibana" / "newsflow.ndjson"
 
@@ -57,13 +64,22 @@ def _load(path: Path) -> list[dict[str, Any]]:
     return objects
 
 
-def _flatten(mapping: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``field`` and ``field.subfield`` -> their mapping."""
+def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    """``field``, ``field.subfield`` and ``object.field`` -> their mapping.
+
+    An object's own entry has no ``type`` (Kibana lists only its leaves); a disabled
+    object (``enabled: false``) has no leaves at all, as in Kibana.
+    """
     fields: dict[str, dict[str, Any]] = {}
     for name, spec in mapping["properties"].items():
-        fields[name] = spec
+        if "properties" in spec:
+            fields.update(_flatten(spec, f"{prefix}{name}."))
+            continue
+        if "type" not in spec or spec["type"] == "object":
+            continue
+        fields[f"{prefix}{name}"] = spec
         for sub, sub_spec in spec.get("fields", {}).items():
-            fields[f"{name}.{sub}"] = sub_spec
+            fields[f"{prefix}{name}.{sub}"] = sub_spec
     return fields
 
 
@@ -77,7 +93,8 @@ class Use:
     where: str
     index: str
     field: str
-    purpose: str  # time, terms, date_histogram, metric, last_value, sort, column, query
+    purpose: str  # time, terms, date_histogram, metric, cardinality, last_value, sort,
+    # sort_date, column, query
 
 
 def _aggregatable(spec: dict[str, Any]) -> bool:
@@ -92,7 +109,11 @@ def _purpose_problem(spec: dict[str, Any], purpose: str) -> str | None:
         return f"is {kind} (doc_values={spec.get('doc_values', True)}), terms cannot bucket it"
     if purpose == "metric" and not (kind in _NUMERIC | _DATE and _aggregatable(spec)):
         return f"is {kind}, a numeric metric needs a number"
-    if purpose in ("last_value", "sort") and not _aggregatable(spec):
+    if purpose == "cardinality" and not (kind in _TERMS and _aggregatable(spec)):
+        return f"is {kind} (doc_values={spec.get('doc_values', True)}), cannot count its values"
+    if purpose == "last_value_date" and kind not in _DATE:
+        return f"is {kind}, the column shows it as a date"
+    if purpose in ("last_value", "last_value_date", "sort") and not _aggregatable(spec):
         return f"is {kind} without doc values, {purpose} cannot read it"
     if purpose == "query" and spec.get("index", True) is False:
         return "is not indexed, a query on it matches nothing"
@@ -114,6 +135,14 @@ def _references(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _lens_layers(obj: dict[str, Any]) -> dict[str, Any]:
     layers: dict[str, Any] = obj["attributes"]["state"]["datasourceStates"]["formBased"]["layers"]
     return layers
+
+
+_PURPOSES = {
+    "terms": "terms",
+    "date_histogram": "date_histogram",
+    "unique_count": "cardinality",
+    "last_value": "last_value",
+}
 
 
 def field_uses(objects: list[dict[str, Any]]) -> list[Use]:
@@ -142,12 +171,12 @@ def field_uses(objects: list[dict[str, Any]]) -> list[Use]:
                 ]
                 uses += [Use(where, index, f, "query") for f in _filter_fields(state["filters"])]
                 for column in layer["columns"].values():
-                    operation, field = column["operationType"], column["sourceField"]
-                    if field == _RECORDS:
-                        continue
-                    purpose = {"terms": "terms", "date_histogram": "date_histogram"}.get(
-                        operation, "last_value" if operation == "last_value" else "metric"
-                    )
+                    operation, field = column["operationType"], column.get("sourceField")
+                    if field is None or field == _RECORDS:
+                        continue  # formula and math columns: their parts name the fields
+                    purpose = _PURPOSES.get(operation, "metric")
+                    if purpose == "last_value" and column["dataType"] == "date":
+                        purpose = "last_value_date"
                     uses.append(Use(where, index, field, purpose))
                     if operation == "last_value":
                         uses.append(Use(where, index, column["params"]["sortField"], "sort_date"))
@@ -298,6 +327,102 @@ def test_the_feeds_table_only_lists_failing_feeds() -> None:
     }
 
 
+_SHARE = re.compile(r"(\w+)\(([\w.]+)\) / (\w+)\(([\w.]+)\)")
+
+
+def test_formula_columns_carry_the_parts_lens_computes_them_from() -> None:
+    # Lens stores a formula with the columns it parsed it into (<id>X0, X1: the metrics,
+    # <id>X2: the math over them) and computes from those parts, not from the text; so
+    # the parts must be the formula's, or the panel shows something else than it says.
+    formulas = 0
+    for lens in _of_type("lens"):
+        for layer in _lens_layers(lens).values():
+            columns = layer["columns"]
+            shown = {
+                c["columnId"]
+                for c in lens["attributes"]["state"]["visualization"].get("columns", [])
+            }
+            for column_id, column in columns.items():
+                if column["operationType"] != "formula":
+                    continue
+                formulas += 1
+                formula = column["params"]["formula"]
+                assert not column["params"]["isFormulaBroken"], column_id
+                match = _SHARE.fullmatch(formula)
+                assert match, f"teach the test the formula {formula!r}"
+                (math_id,) = column["references"]
+                math = columns[math_id]
+                ast = math["params"]["tinymathAst"]
+                assert math["operationType"] == "math" and math_id == f"{column_id}X2"
+                assert (ast["name"], ast["text"]) == ("divide", formula)
+                assert ast["location"] == {"min": 0, "max": len(formula)}
+                assert math["references"] == ast["args"] == [f"{column_id}X0", f"{column_id}X1"]
+                parts = [columns[arg] for arg in ast["args"]]
+                assert [(c["operationType"], c["sourceField"]) for c in parts] == [
+                    (match.group(1), match.group(2)),
+                    (match.group(3), match.group(4)),
+                ], column_id
+                assert not {math_id, *ast["args"]} & shown, f"{column_id}: a part is shown"
+    assert formulas == 5
+
+
+def _layer(lens_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    lens = BY_ID[("lens", lens_id)]
+    (layer,) = _lens_layers(lens).values()
+    return lens["attributes"]["state"], layer["columns"]
+
+
+def test_unique_stories_counts_distinct_story_ids_per_interval() -> None:
+    state, columns = _layer("newsflow-unique-stories")
+    ops = {c["sourceField"]: c["operationType"] for c in columns.values()}
+    assert ops == {"published_at": "date_histogram", "story_id": "unique_count", _RECORDS: "count"}
+    assert state["query"]["query"] == "", "copies must count: they carry their story's id"
+    (vis,) = state["visualization"]["layers"]
+    assert columns[vis["xAccessor"]]["sourceField"] == "published_at"
+    assert [columns[a]["label"] for a in vis["accessors"]] == ["Unique stories", "Articles"]
+
+
+def test_largest_stories_ranks_story_ids_by_articles() -> None:
+    state, columns = _layer("newsflow-largest-stories")
+    story = columns["story"]
+    assert (story["operationType"], story["sourceField"]) == ("terms", "story_id")
+    assert story["params"]["orderBy"] == {"columnId": "copies", "type": "column"}
+    assert story["params"]["orderDirection"] == "desc"
+    assert columns["copies"]["sourceField"] == _RECORDS
+    assert (columns["sites"]["operationType"], columns["sites"]["sourceField"]) == (
+        "unique_count",
+        "domain",
+    )
+    assert columns["headline"]["sourceField"] == "title.keyword"
+    assert columns["started"]["sourceField"] == "story_started_at"
+
+
+def test_the_quality_table_shows_a_share_per_flaw_for_feeds_with_pages() -> None:
+    state, columns = _layer("newsflow-extraction-quality")
+    assert state["query"]["query"] == "quality.pages > 0"  # no 0 / 0 rows
+    shares = {
+        c["label"]: c["params"]["formula"]
+        for c in columns.values()
+        if c["operationType"] == "formula"
+    }
+    assert shares == {
+        label: f"sum(quality.{flag}) / sum(quality.pages)"
+        for label, flag in [
+            ("No date", "no_date"),
+            ("No author", "no_author"),
+            ("Short text", "short_text"),
+            ("Teaser or paywall", "teaser"),
+            ("Timeout", "timeout"),
+        ]
+    }
+    assert all(
+        c["params"]["format"]["id"] == "percent"
+        for c in columns.values()
+        if c["operationType"] == "formula"
+    )
+    assert columns["feed-url"]["params"]["orderBy"]["columnId"] == "pages"
+
+
 # -- fields against the mappings ------------------------------------------------------
 
 
@@ -319,7 +444,26 @@ def test_the_field_check_sees_the_fields_of_every_panel() -> None:
         (FEEDS_TITLE, "consecutive_failures", "metric"),
         (FEEDS_TITLE, "consecutive_failures", "query"),
         (FEEDS_TITLE, "last_error_message.keyword", "last_value"),
+        (ARTICLES_TITLE, "story_id", "cardinality"),
+        (ARTICLES_TITLE, "story_id", "terms"),
+        (ARTICLES_TITLE, "domain", "cardinality"),
+        (ARTICLES_TITLE, "title.keyword", "last_value"),
+        (ARTICLES_TITLE, "story_started_at", "last_value_date"),
+        (FEEDS_TITLE, "quality.pages", "metric"),
+        (FEEDS_TITLE, "quality.pages", "query"),
+        *((FEEDS_TITLE, f"quality.{flag}", "metric") for flag in _FLAWS),
     } <= used
+
+
+_FLAWS = ("no_date", "no_author", "short_text", "teaser", "timeout")
+
+
+def test_the_quality_fields_are_the_feed_quality_counts() -> None:
+    # The panel reads the counts the poll adds up (schemas.FeedQuality), as mapped.
+    assert {f"quality.{name}" for name in ("pages", *_FLAWS)} <= {
+        f"quality.{name}" for name in FeedQuality.model_fields
+    }
+    assert "quality_by_domain.pages" not in MAPPINGS[FEEDS_TITLE]  # not aggregatable
 
 
 def _mapping_with(mapping: dict[str, Any], **changes: Any) -> dict[str, dict[str, Any]]:
@@ -340,6 +484,20 @@ def _mapping_with(mapping: dict[str, Any], **changes: Any) -> dict[str, dict[str
         (ARTICLES_TITLE, {"published_at": {"type": "keyword"}}, "time needs a date"),
         (FEEDS_TITLE, {"last_error_message": {"type": "text"}}, "last_error_message.keyword"),
         (FEEDS_TITLE, {"consecutive_failures": {"type": "keyword"}}, "needs a number"),
+        (ARTICLES_TITLE, {"story_id": {"type": "text"}}, "'story_id' is text"),
+        (ARTICLES_TITLE, {"story_id": None}, "'story_id' (cardinality) not in news-articles"),
+        (ARTICLES_TITLE, {"domain": {"type": "text"}}, "cannot count its values"),
+        (ARTICLES_TITLE, {"story_started_at": {"type": "keyword"}}, "shows it as a date"),
+        (
+            FEEDS_TITLE,
+            {"quality": {"properties": {"pages": {"type": "keyword"}}}},
+            "'quality.pages' is keyword, a numeric metric needs a number",
+        ),
+        (
+            FEEDS_TITLE,
+            {"quality": {"type": "object", "enabled": False}},
+            "'quality.no_date' (metric) not in newsflow-feeds",
+        ),
     ],
 )
 def test_the_field_check_fails_when_the_mapping_changes(
@@ -371,93 +529,330 @@ def _es_query(kql: str) -> dict[str, Any]:
     raise AssertionError(f"teach _es_query the KQL {kql!r}")
 
 
-def _aggregation(column: dict[str, Any]) -> dict[str, Any]:
+def _aggregation(column: dict[str, Any], counts: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The Elasticsearch aggregation behind one Lens column (of a field, not a count).
+
+    ``counts``: the layer's document-count columns. A terms column ordered by one of them
+    orders by ``_count``; by another column, by that column's sibling aggregation.
+    """
     field = column["sourceField"]
     operation = column["operationType"]
     if operation == "terms":
-        return {"terms": {"field": field, "size": column["params"]["size"]}}
+        order_by = column["params"]["orderBy"]
+        order = {"_count": "desc"}
+        if order_by.get("type") == "column" and order_by["columnId"] not in counts:
+            order = {order_by["columnId"]: column["params"]["orderDirection"]}
+        return {"terms": {"field": field, "size": column["params"]["size"], "order": order}}
     if operation == "date_histogram":
         return {"date_histogram": {"field": field, "calendar_interval": "day"}}
     if operation == "last_value":
         sort = column["params"]["sortField"]
         return {"top_hits": {"size": 1, "sort": [{sort: "desc"}], "docvalue_fields": [field]}}
+    if operation == "unique_count":
+        return {"cardinality": {"field": field}}
     return {operation: {"field": field}}
 
 
-@pytest.mark.integration
-def test_the_saved_objects_fields_aggregate_on_the_real_node(
-    stack_env: str, sample_article: Article
-) -> None:
+def _is_part(column: dict[str, Any]) -> bool:
+    """A column computed from others (formula, math) rather than aggregated."""
+    return "sourceField" not in column
+
+
+def _with_filter(column: dict[str, Any], aggregation: dict[str, Any]) -> dict[str, Any]:
+    if "filter" not in column:
+        return aggregation
+    return {"filter": _es_query(column["filter"]["query"]), "aggs": {"v": aggregation}}
+
+
+def _value(column: dict[str, Any], bucket: dict[str, Any], column_id: str) -> Any:
+    if column["sourceField"] == _RECORDS:
+        return bucket["doc_count"]
+    result = bucket[column_id]
+    if "filter" in column:
+        result = result["v"]
+    if "hits" in result:
+        hits = result["hits"]["hits"]
+        return hits[0]["fields"][column["sourceField"]][0] if hits else None
+    return result["value"]
+
+
+def _math(node: Any, row: dict[str, Any]) -> float | None:
+    if isinstance(node, int | float):
+        return float(node)
+    if isinstance(node, str):
+        value = row[node]
+        return None if value is None else float(value)
+    left, right = (_math(arg, row) for arg in node["args"])
+    if left is None or right is None:
+        return None
+    if node["name"] == "divide":
+        return left / right if right else None  # Lens shows no value for x / 0
+    assert node["name"] == "multiply", f"teach _math {node['name']}"
+    return left * right
+
+
+def lens_rows(client: Elasticsearch, index: str, lens: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run a one-layer Lens object's aggregation as Lens builds it; one dict per row.
+
+    Bucket columns nest in column order, metric columns sit under the innermost bucket,
+    a column's KQL filter wraps it in a filter aggregation, and formulas are computed from
+    their math parts, as Lens does in the browser. Keys are the column ids.
+    """
+    state = lens["attributes"]["state"]
+    (layer,) = _lens_layers(lens).values()
+    columns: dict[str, Any] = layer["columns"]
+    order = layer["columnOrder"]
+    buckets = [c for c in order if columns[c]["isBucketed"]]
+    metrics = [
+        c
+        for c in order
+        if not columns[c]["isBucketed"]
+        and not _is_part(columns[c])
+        and columns[c]["sourceField"] != _RECORDS
+    ]
+    counts = frozenset(c for c in order if columns[c].get("sourceField") == _RECORDS)
+    inner: dict[str, Any] = {c: _with_filter(columns[c], _aggregation(columns[c])) for c in metrics}
+    for c in reversed(buckets):
+        inner = {c: {**_aggregation(columns[c], counts), "aggs": inner}}
+    filters = [_es_query(state["query"]["query"])]
+    response = client.search(index=index, size=0, query={"bool": {"filter": filters}}, aggs=inner)
+
+    rows: list[dict[str, Any]] = []
+
+    def walk(level: int, bucket: dict[str, Any], row: dict[str, Any]) -> None:
+        if level < len(buckets):
+            column_id = buckets[level]
+            for child in bucket[column_id]["buckets"]:
+                if child["doc_count"]:
+                    walk(
+                        level + 1,
+                        child,
+                        {**row, column_id: child.get("key_as_string", child["key"])},
+                    )
+            return
+        row = {**row, **{c: _value(columns[c], bucket, c) for c in [*metrics, *counts]}}
+        for c in order:  # the parts come after their formula in column order
+            if columns[c]["operationType"] == "math":
+                row[c] = _math(columns[c]["params"]["tinymathAst"], row)
+        for c in order:
+            if columns[c]["operationType"] == "formula":
+                (part,) = columns[c]["references"]
+                row[c] = row[part]
+        rows.append(row)
+
+    walk(0, {**response["aggregations"], "doc_count": response["hits"]["total"]["value"]}, {})
+    return rows
+
+
+@dataclass
+class _Node:
+    """The test's store on the real node (the test's own indices)."""
+
+    settings: ElasticsearchSettings
+    client: Elasticsearch
+    store: ElasticsearchStore
+
+
+@pytest.fixture
+def node(stack_env: str) -> Iterator[_Node]:
     settings = Settings().elasticsearch
-    index_of = {ARTICLES_TITLE: settings.index, FEEDS_TITLE: settings.feeds_index}
-    titles = {o["id"]: o["attributes"]["title"] for o in _of_type("index-pattern")}
     client = Elasticsearch(settings.url)  # the test's own queries; the store closes it
     store = ElasticsearchStore(settings, client)
+    store.ensure()
     try:
-        store.ensure()
-        assert store.index_batch([sample_article]).indexed == 1
-        store.put_feed_states(
-            [
-                FeedState(
-                    feed_url="https://feeds.example.com/broken.rss",
-                    name="Broken",
-                    last_attempt_at=datetime(2024, 5, 1, 12, tzinfo=UTC),
-                    consecutive_failures=3,
-                    last_error_class="TransientFetchError",
-                    last_error_message="503 from feeds.example.com",
-                ),
-                FeedState(feed_url="https://feeds.example.com/fine.rss", name="Fine"),
-            ]
-        )
-        store.refresh()
-        for lens in _of_type("lens"):
-            state = lens["attributes"]["state"]
-            for layer_id, layer in _lens_layers(lens).items():
-                ref = _references(lens)[f"indexpattern-datasource-layer-{layer_id}"]
-                index = index_of[titles[ref["id"]]]
-                for column_id, column in layer["columns"].items():
-                    if column["sourceField"] == _RECORDS:
-                        continue
-                    filters = [_es_query(state["query"]["query"])]
-                    if "filter" in column:
-                        filters.append(_es_query(column["filter"]["query"]))
-                    response = client.search(
-                        index=index,
-                        size=0,
-                        query={"bool": {"filter": filters}},
-                        aggs={"a": _aggregation(column)},
-                    )
-                    result = response["aggregations"]["a"]
-                    where = f"{lens['id']}/{column_id}"
-                    if "buckets" in result:
-                        assert [b for b in result["buckets"] if b["doc_count"]], where
-                    elif "hits" in result:
-                        (hit,) = result["hits"]["hits"]
-                        assert hit["fields"][column["sourceField"]], where
-                    else:
-                        assert result["value"] is not None, where
-        by_source = client.search(
-            index=settings.index, size=0, aggs={"s": {"terms": {"field": "source"}}}
-        )
-        assert [b["key"] for b in by_source["aggregations"]["s"]["buckets"]] == ["Example News"]
-        failing = client.search(
-            index=settings.feeds_index, query=_es_query("consecutive_failures > 0")
-        )
-        assert [h["_source"]["name"] for h in failing["hits"]["hits"]] == ["Broken"]
-
-        (search,) = _of_type("search")
-        response = client.search(
-            index=settings.index,
-            sort=[{field: order} for field, order in search["attributes"]["sort"]],
-            source_includes=search["attributes"]["columns"],
-        )
-        (hit,) = response["hits"]["hits"]
-        assert set(hit["_source"]) == set(search["attributes"]["columns"])
+        yield _Node(settings, client, store)
     finally:  # the stack is shared: leave no test indices behind
         names = [f"{settings.index}-000001", f"{settings.history_index}-000001"]
         client.indices.delete(index=[*names, settings.feeds_index], ignore_unavailable=True)
         client.indices.delete_index_template(name=f"{settings.index}-template")
         store.close()
+
+
+@pytest.mark.integration
+def test_the_saved_objects_fields_aggregate_on_the_real_node(
+    node: _Node, sample_article: Article
+) -> None:
+    settings, client, store = node.settings, node.client, node.store
+    index_of = {ARTICLES_TITLE: settings.index, FEEDS_TITLE: settings.feeds_index}
+    titles = {o["id"]: o["attributes"]["title"] for o in _of_type("index-pattern")}
+    # As the indexer writes it: story fields assigned first.
+    assert store.index_batch(StoryAssigner(store).assign([sample_article])).indexed == 1
+    store.put_feed_states(
+        [
+            FeedState(
+                feed_url="https://feeds.example.com/broken.rss",
+                name="Broken",
+                last_attempt_at=datetime(2024, 5, 1, 12, tzinfo=UTC),
+                consecutive_failures=3,
+                last_error_class="TransientFetchError",
+                last_error_message="503 from feeds.example.com",
+                quality=FeedQuality(pages=2, no_author=1),
+            ),
+            FeedState(feed_url="https://feeds.example.com/fine.rss", name="Fine"),
+        ]
+    )
+    store.refresh()
+    for lens in _of_type("lens"):
+        state = lens["attributes"]["state"]
+        for layer_id, layer in _lens_layers(lens).items():
+            ref = _references(lens)[f"indexpattern-datasource-layer-{layer_id}"]
+            index = index_of[titles[ref["id"]]]
+            for column_id, column in layer["columns"].items():
+                if _is_part(column) or column["sourceField"] == _RECORDS:
+                    continue
+                filters = [_es_query(state["query"]["query"])]
+                if "filter" in column:
+                    filters.append(_es_query(column["filter"]["query"]))
+                aggregation = _aggregation(column)
+                if "terms" in aggregation:  # alone, it has no sibling column to order by
+                    aggregation["terms"]["order"] = {"_count": "desc"}
+                response = client.search(
+                    index=index,
+                    size=0,
+                    query={"bool": {"filter": filters}},
+                    aggs={"a": aggregation},
+                )
+                result = response["aggregations"]["a"]
+                where = f"{lens['id']}/{column_id}"
+                if "buckets" in result:
+                    assert [b for b in result["buckets"] if b["doc_count"]], where
+                elif "hits" in result:
+                    (hit,) = result["hits"]["hits"]
+                    assert hit["fields"][column["sourceField"]], where
+                else:
+                    assert result["value"] is not None, where
+    by_source = client.search(
+        index=settings.index, size=0, aggs={"s": {"terms": {"field": "source"}}}
+    )
+    assert [b["key"] for b in by_source["aggregations"]["s"]["buckets"]] == ["Example News"]
+    failing = client.search(index=settings.feeds_index, query=_es_query("consecutive_failures > 0"))
+    assert [h["_source"]["name"] for h in failing["hits"]["hits"]] == ["Broken"]
+
+    (search,) = _of_type("search")
+    response = client.search(
+        index=settings.index,
+        sort=[{field: order} for field, order in search["attributes"]["sort"]],
+        source_includes=search["attributes"]["columns"],
+    )
+    (hit,) = response["hits"]["hits"]
+    assert set(hit["_source"]) == set(search["attributes"]["columns"])
+
+
+_WIRE_WORDS = (
+    "council harbor budget storm minister river police court school vote bridge market "
+    "hospital strike ferry election museum airport rail energy water farm port festival"
+).split()
+
+
+def _paragraphs(seed: int, count: int = 6) -> list[str]:
+    words = _WIRE_WORDS
+    return [
+        " ".join(
+            f"{words[(seed * 7 + p * 13 + w * w) % len(words)]}{(seed + p * w) % 37}"
+            for w in range(40)
+        )
+        for p in range(count)
+    ]
+
+
+def _story_article(url: str, title: str, paragraphs: list[str], published: datetime) -> Article:
+    text = "\n".join(paragraphs)
+    domain = urlsplit(url).hostname or ""
+    return Article(
+        doc_id=doc_id(url),
+        revision=Article.revision_of(published),
+        url=url,
+        source_url=url,
+        title=title,
+        text=text,
+        published_at=published,
+        fetched_at=published,
+        domain=domain,
+        feed_url=f"https://{domain}/feed.xml",
+        content_hash=content_hash(text),
+        fingerprint=fingerprint(text),
+    )
+
+
+@pytest.mark.integration
+def test_the_story_panels_compute_on_the_real_node(node: _Node) -> None:
+    # Three copies of one story on two sites (two of them on day one) and one other story
+    # on day two, clustered by the indexer's own assignment.
+    day_one, day_two = datetime(2024, 5, 1, 9, tzinfo=UTC), datetime(2024, 5, 2, 9, tzinfo=UTC)
+    story, other = _paragraphs(1), _paragraphs(2)
+    wire = _story_article("https://wire.example/harbor", "Harbor deal signed", story, day_one)
+    articles = [
+        wire,
+        _story_article(
+            "https://partner.example/a/harbor",
+            "Harbor deal is signed",
+            story[:5],
+            day_one.replace(hour=15),
+        ),
+        _story_article(
+            "https://partner.example/b/harbor",
+            "Harbor deal: what it means",
+            [story[1], story[0], *story[2:], "Read more from our partner."],
+            day_two,
+        ),
+        _story_article("https://other.example/rail", "Rail strike ends", other, day_two),
+    ]
+    store = node.store
+    assert store.index_batch(StoryAssigner(store).assign(articles)).indexed == 4
+    store.refresh()
+    index = node.settings.index
+
+    unique = lens_rows(node.client, index, BY_ID[("lens", "newsflow-unique-stories")])
+    assert [(r["published-at"][:10], r["stories"], r["count"]) for r in unique] == [
+        ("2024-05-01", 1, 2),
+        ("2024-05-02", 2, 2),
+    ]
+
+    largest = lens_rows(node.client, index, BY_ID[("lens", "newsflow-largest-stories")])
+    assert [(r["story"], r["copies"], r["sites"]) for r in largest] == [
+        (wire.doc_id, 3, 2),
+        (doc_id("https://other.example/rail"), 1, 1),
+    ]
+    top = largest[0]
+    assert top["headline"] == "Harbor deal: what it means"  # the newest copy's
+    assert datetime.fromisoformat(top["started"]) == day_one  # the wire's publication
+    assert largest[1]["headline"] == "Rail strike ends"
+
+
+@pytest.mark.integration
+def test_the_quality_panel_computes_shares_on_the_real_node(node: _Node) -> None:
+    polled = datetime(2024, 5, 1, 12, tzinfo=UTC)
+
+    def feed(url: str, name: str, **counts: int) -> FeedState:
+        # As the poll records it: its counts added to the stored state.
+        state = FeedState(feed_url=url, name=name, last_attempt_at=polled)
+        return add_quality(state, Counter(counts), {"news.example": Counter(counts)})
+
+    node.store.put_feed_states(
+        [
+            feed(
+                "https://a.example/feed",
+                "A",
+                pages=10,
+                no_date=2,
+                no_author=5,
+                short_text=1,
+                teaser=3,
+                timeout=1,
+            ),
+            feed("https://b.example/feed", "B", pages=4, no_date=4),
+            feed("https://c.example/feed", "C"),  # never extracted: no 0 / 0 row
+        ]
+    )
+    node.store.refresh()
+    rows = lens_rows(
+        node.client, node.settings.feeds_index, BY_ID[("lens", "newsflow-extraction-quality")]
+    )
+    flaws = ["no-date", "no-author", "short-text", "teaser", "timeout"]
+    assert [(r["feed-url"], r["name"], r["pages"], [r[f] for f in flaws]) for r in rows] == [
+        ("https://a.example/feed", "A", 10, [0.2, 0.5, 0.1, 0.3, 0.1]),
+        ("https://b.example/feed", "B", 4, [1.0, 0.0, 0.0, 0.0, 0.0]),
+    ]
 
 
 # -- the import client (client-side request formatting, not a Kibana) ---------------
