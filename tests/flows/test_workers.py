@@ -56,7 +56,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterDeploymentId,
 )
-from prefect.client.schemas.objects import ConcurrencyOptions, FlowRun, StateType
+from prefect.client.schemas.objects import ConcurrencyOptions, FlowRun, StateType, WorkerStatus
 from prefect.client.schemas.schedules import IntervalSchedule
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 from prefect.events.schemas.automations import AutomationCore
@@ -80,10 +80,11 @@ LIMIT = 2
 GROUPS = {"wa": 0, "wb": 3}
 """Feed groups (tags, one deployment each) and the index of their first of three hosts."""
 HOSTS = 6
-FIRST, SECOND = 4, 10
+FIRST, SECOND = 6, 10
 """Article pages per feed in the first round and new in the second; at 2 requests at a
-time and 0.5 s a page, a feed holds its slot for ~1 s, then ~2.5 s."""
-DELAY = 0.5
+time and 1 s a page, a feed holds its slot for ~3 s, then ~5 s: long enough for the runs
+on the two workers, which start a few seconds apart, to fetch at the same time."""
+DELAY = 1.0
 INTERVAL = 20
 """Seconds between two scheduled runs of a deployment."""
 HEARTBEAT = 30
@@ -461,6 +462,22 @@ def test_two_workers_share_the_runs_and_the_fetch_limit_and_a_killed_run_is_reco
     es, index = str(settings.elasticsearch.url), settings.elasticsearch.index
 
     with SyncPrefectClient(stack.api) as client, SlotSampler(stack.api) as sampler:
+        # Both workers polling before the first run is due: else the first one up could
+        # take both first runs, one after the other.
+        _wait(
+            "both workers online",
+            120,
+            lambda: (
+                {
+                    w.name
+                    for w in client.read_workers_for_work_pool("newsflow")
+                    if w.status == WorkerStatus.ONLINE
+                }
+                == set(WORKERS)
+                or None
+            ),
+            stack,
+        )
         first_run = datetime.now(UTC) + timedelta(seconds=8)
         deployments = _deployments(client, feeds, first_run)
 
@@ -493,7 +510,7 @@ def test_two_workers_share_the_runs_and_the_fetch_limit_and_a_killed_run_is_reco
         round1_both = _both_groups(site)
 
         # 2. New pages; kill a run's worker and the run while it holds a slot, when the
-        # other group fetches too (else after 8 s of the round's fetching).
+        # other group fetches too (else after 12 s of the round's fetching).
         site.reveal()
         revealed = time.monotonic()
         fetching_since: list[float] = []
@@ -505,7 +522,7 @@ def test_two_workers_share_the_runs_and_the_fetch_limit_and_a_killed_run_is_reco
                 fetching_since.append(time.monotonic())
             if len(groups) == len(GROUPS):
                 return "wa", hosts
-            if groups and time.monotonic() - fetching_since[0] > 8:
+            if groups and time.monotonic() - fetching_since[0] > 12:
                 return next(iter(groups)), hosts
             return None
 
