@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Precompiled bytecode: Prefect's temporary API server starts ~10 s faster the first time.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install system-deps lint fmt types unit integration test stack-up stack-down stack-status demo bench dates hostile faults cluster-faults scaling clean
+.PHONY: help install system-deps lint fmt types unit integration test stack-up stack-down stack-status demo bench dates hostile faults cluster-faults workers scaling clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -100,6 +100,11 @@ faults: install  ## kill, stop and throttle Kafka and Elasticsearch with N artic
 cluster-faults: install  ## kill brokers, ES nodes and indexers on a 3+3 cluster, N articles per phase
 	NEWSFLOW_TEST_CLUSTER_N=$(N) NEWSFLOW_TEST_CLUSTER_LEADER_KILLS=3 \
 	  $(VENV)/bin/pytest tests/cluster -m cluster -p no:cacheprovider -s
+
+# Issue 12, fault 4: two Prefect workers and a server of its own (any free port, or
+# NEWSFLOW_TEST_PREFECT_PORT) on the running stack; ~3 min; in CI too (make test).
+workers: install  ## two Prefect workers share runs and the fetch limit; one is killed mid-run
+	$(VENV)/bin/pytest tests/flows/test_workers.py -m workers -p no:cacheprovider -s
 
 SCALING_ARGS ?= --articles 3000
 scaling: install  ## indexer and publish throughput on a 3+3 cluster (bench/out/scaling.json)

@@ -30,10 +30,23 @@ from newsflow.settings import Settings, load_settings
 from newsflow.summary import PollSummary
 from schemas import FeedConfig, FeedState
 
-__all__ = ["FETCH_LIMIT", "poll_feeds"]
+__all__ = ["FETCH_LEASE", "FETCH_LIMIT", "poll_feeds"]
 
 FETCH_LIMIT = "newsflow-fetch"
 """Prefect global concurrency limit a feed holds one slot of while its pages are fetched."""
+
+FETCH_LEASE = 60.0
+"""Seconds a fetch slot is leased for; the run renews the lease every 3/4 of it.
+
+The lease is what gives back the slot of a run that died holding it (a worker host lost,
+``kill -9``): the server's repossessor frees it once the lease has run out. Prefect's own
+default is 300 s, long enough for a few killed runs to take every slot of the limit and
+stall fetching on every worker for five minutes; 60 s is the shortest the server accepts.
+"""
+
+
+_LEASE_MIN, _LEASE_MAX = 60.0, 86400.0
+"""The leases the Prefect server grants (its /increment-with-lease endpoint)."""
 
 
 @task(
@@ -51,13 +64,14 @@ def poll_feed_task(
     *,
     force: bool,
     fetch_limit: str | None = None,
+    fetch_lease: float = FETCH_LEASE,
 ) -> PollSummary:
     if fetch_limit is None:
         return run.poll_feed(feed, state, force=force)
     limit = fetch_limit
 
     def slot() -> AbstractContextManager[object]:
-        return concurrency(limit)
+        return concurrency(limit, lease_duration=fetch_lease)
 
     fetch_slot: FetchSlot = slot
     return run.poll_feed(feed, state, force=force, fetch_slot=fetch_slot)
@@ -90,19 +104,28 @@ def poll_feeds(
     force: bool = False,
     fetch_limit: str | None = FETCH_LIMIT,
     settings: Settings | None = None,
+    fetch_lease: float = FETCH_LEASE,
 ) -> dict[str, object]:
     """Poll the due feeds listed in ``feeds_path`` (OPML, TOML or YAML) once.
 
     ``fetch_limit`` names the Prefect global concurrency limit each feed holds a slot of
-    while its pages are fetched; a limit that does not exist caps nothing. ``settings``
-    default to the ``NEWSFLOW_*`` environment of the worker (a deployment's run).
+    while its pages are fetched; a limit that does not exist caps nothing. The slot is
+    leased for ``fetch_lease`` seconds at a time (60 to 86400, see :data:`FETCH_LEASE`).
+    ``settings`` default to the ``NEWSFLOW_*`` environment of the worker (a deployment's
+    run).
     """
+    if not _LEASE_MIN <= fetch_lease <= _LEASE_MAX:
+        # The server refuses other leases, and would do so at each feed's first slot.
+        raise ValueError(
+            f"fetch_lease={fetch_lease:g}: a fetch slot's lease is {_LEASE_MIN:g} to "
+            f"{_LEASE_MAX:g} seconds"
+        )
     settings = settings if settings is not None else load_settings()
     feeds = select_feeds(load_feeds(Path(feeds_path)), tags)
     gateway = settings.metrics_pushgateway
     metrics = PrometheusMetrics(CollectorRegistry()) if gateway else None
     try:
-        summary = _poll(settings, feeds, force, fetch_limit, metrics)
+        summary = _poll(settings, feeds, force, fetch_limit, fetch_lease, metrics)
     finally:
         if gateway and metrics is not None:
             try:
@@ -119,6 +142,7 @@ def _poll(
     feeds: list[FeedConfig],
     force: bool,
     fetch_limit: str | None,
+    fetch_lease: float,
     metrics: PrometheusMetrics | None,
 ) -> PollSummary:
     summary = PollSummary()
@@ -139,6 +163,7 @@ def _poll(
                     "state": states.get(feed.url),
                     "force": force,
                     "fetch_limit": limit,
+                    "fetch_lease": fetch_lease,
                 },
             )
             for feed in feeds

@@ -10,16 +10,9 @@ Elasticsearch node, all with the NEWSFLOW_* settings of ``stack_env``.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import tomllib
-import urllib.request
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,10 +39,10 @@ from newsflow.feedlist import load_feeds
 from newsflow.identity import canonical_url, doc_id
 from newsflow.pipeline import select_feeds
 from newsflow.settings import Settings
+from tests.support.prefect import PrefectStack
 from tests.support.site import FIXTURE_SITE, Site
 
 ROOT = Path(__file__).resolve().parents[2]
-PREFECT = str(Path(sys.executable).parent / "prefect")
 PROJECT: dict[str, Any] = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
 MANIFEST = tomllib.loads((FIXTURE_SITE / "MANIFEST.toml").read_text(encoding="utf-8"))
 # What each feed group of the fixture site ingests.
@@ -57,9 +50,6 @@ PAGES = {
     group: [p for p in MANIFEST["pages"] if p["feed"] == f"feeds/{feed}" and not p["skip"]]
     for group, feed in (("politics", "politics.rss"), ("world", "world.atom"))
 }
-# Every process the integration test starts carries this variable, and so do their
-# children (flow runs start in sessions of their own): that is how leftovers are found.
-TAG = "NEWSFLOW_TEST_PREFECT_STACK"
 
 
 def test_every_poll_deployment_polls_feeds_of_its_group_from_the_example_file() -> None:
@@ -76,117 +66,6 @@ def test_every_poll_deployment_polls_feeds_of_its_group_from_the_example_file() 
 
 
 # --- a real server and worker ------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tagged_processes(tag: str) -> list[int]:
-    needle = f"{TAG}={tag}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                continue
-            if needle in environ.split(b"\0"):
-                found.append(int(entry.name))
-    return found
-
-
-class PrefectStack:
-    """A Prefect server, CLI commands and workers run as subprocesses of this test."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.tag = uuid.uuid4().hex
-        self.api = f"http://127.0.0.1:{_free_port()}/api"
-        self.env = {
-            **os.environ,
-            TAG: self.tag,
-            "PREFECT_HOME": str(home),
-            "PREFECT_API_URL": self.api,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_CLI_PROMPT": "false",
-            "PREFECT_WORKER_QUERY_SECONDS": "2",
-            # Two poll runs share the machine; one extraction process each is plenty.
-            "NEWSFLOW_EXTRACT_WORKERS": "1",
-        }
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def log(self, name: str) -> str:
-        text = (self.home / f"{name}.log").read_text(encoding="utf-8", errors="replace")
-        return text[-6000:]
-
-    def start(self, name: str, *args: str) -> None:
-        with (self.home / f"{name}.log").open("wb") as log:
-            self.processes[name] = subprocess.Popen(
-                [PREFECT, *args],
-                cwd=ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def start_server(self, timeout: float = 180) -> None:
-        port = self.api.split(":")[-1].removesuffix("/api")
-        # No scheduler: it would start runs of the deployments' own schedules, and those
-        # poll the example file's public feeds. The schedules are checked as data instead.
-        self.start(
-            "server", "server", "start", "--host", "127.0.0.1", "--port", port,
-            "--no-scheduler", "--no-ui",
-        )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.processes["server"].poll() is not None:
-                pytest.fail(f"prefect server exited:\n{self.log('server')}")
-            try:
-                with urllib.request.urlopen(f"{self.api}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        pytest.fail(f"prefect server not healthy after {timeout:.0f} s:\n{self.log('server')}")
-
-    def cli(self, *commands: Sequence[str], timeout: float = 120) -> None:
-        """Run ``prefect`` commands side by side; each must succeed."""
-        running = [
-            (command, subprocess.Popen(
-                [PREFECT, *command], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            ))
-            for command in commands
-        ]  # fmt: skip
-        for command, process in running:
-            output, _ = process.communicate(timeout=timeout)
-            assert process.returncode == 0, f"prefect {' '.join(command)}:\n{output}"
-
-    def stop(self) -> list[int]:
-        """Stop every process; return the pids that were still around afterwards."""
-        for process in reversed(self.processes.values()):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=10)
-        deadline = time.monotonic() + 15
-        while (left := _tagged_processes(self.tag)) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return left
 
 
 @pytest.fixture
@@ -236,7 +115,9 @@ def test_deployments_run_on_a_process_worker_into_the_real_stack(
     feeds_file = tmp_path / "feeds.toml"
     feeds_file.write_text(site.read("feeds.toml"), encoding="utf-8")
 
-    prefect_stack.start_server()
+    # No scheduler: it would start runs of the deployments' own schedules, and those
+    # poll the example file's public feeds. The schedules are checked as data instead.
+    prefect_stack.start_server("--no-scheduler")
     prefect_stack.cli(
         ["work-pool", "create", "newsflow", "--type", "process"],
         ["gcl", "create", FETCH_LIMIT, "--limit", "2"],
