@@ -145,6 +145,9 @@ class KafkaGroupConsumer:
                 fetch_max_bytes=64 * 1024 * 1024,
                 max_partition_fetch_bytes=settings.max_request_size,
                 max_poll_interval_ms=settings.max_poll_interval_ms,
+                session_timeout_ms=settings.session_timeout_ms,
+                # Three heartbeats per session at least, as Kafka recommends.
+                heartbeat_interval_ms=min(3_000, settings.session_timeout_ms // 3),
                 **connection_options(settings),
             )
         except KafkaConfigurationError as exc:

@@ -102,6 +102,12 @@ class KafkaSettings(BaseSettings):
     """Longest an indexer may take between two polls before the group gives its partitions
     to another member; a batch held up longer (e.g. by bulk retries) is not committed and
     is delivered again."""
+    session_timeout_ms: int = Field(default=45_000, ge=6_000, le=1_800_000)
+    """How long the group waits for a silent indexer (a crashed process, a lost host)
+    before it gives that member's partitions to the others. Shorter: faster take-over
+    after a crash, more false alarms on a loaded host. Within the brokers'
+    ``group.min.session.timeout.ms`` .. ``group.max.session.timeout.ms`` (6 s .. 30 min
+    by default)."""
     client_id: str = "newsflow"
     """Client id sent to the brokers (shows up in broker logs and quotas)."""
     compression_type: str = "zstd"

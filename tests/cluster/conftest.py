@@ -40,6 +40,8 @@ def cluster_env(cluster: Cluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         "NEWSFLOW_KAFKA_PARTITIONS": "6",
         "NEWSFLOW_KAFKA_REQUEST_TIMEOUT_MS": "15000",
         "NEWSFLOW_KAFKA_MAX_POLL_INTERVAL_MS": "60000",
+        # A killed indexer's partitions move after 10 s, not the default 45 s.
+        "NEWSFLOW_KAFKA_SESSION_TIMEOUT_MS": "10000",
         "NEWSFLOW_ELASTICSEARCH_URL": cluster.es_urls,
         "NEWSFLOW_ELASTICSEARCH_PREFIX": f"c{run}",
         "NEWSFLOW_ELASTICSEARCH_SHARDS": "3",

@@ -294,9 +294,9 @@ def test_indexers_in_one_group_share_partitions_survive_a_kill_and_a_join(
     revisions += [article(cluster_env, i, 1) for i in range(count)]
     _publish_all(settings, revisions)
     # A survivor stops after this long without records; it must outlast the killed
-    # member's session (10 s, kafka-python's default) and the rebalance that hands its
-    # partitions over, which took over 20 s on this loaded machine once: an earlier exit
-    # leaves those partitions undrained (not lost: still in Kafka, but not indexed here).
+    # member's session (NEWSFLOW_KAFKA_SESSION_TIMEOUT_MS, 10 s here) and the rebalance
+    # that hands its partitions over: an earlier exit leaves those partitions undrained
+    # (not lost: still in Kafka, but not indexed by this test's members).
     env = dict(os.environ, NEWSFLOW_INDEXER_BATCH_SIZE="25", NEWSFLOW_INDEXER_IDLE_TIMEOUT="60")
     logs = [tmp_path / f"member-{i}.log" for i in range(3)]
     members = [_member(env, logs[0]), _member(env, logs[1])]

@@ -94,3 +94,16 @@ def test_a_replication_factor_beyond_the_brokers_is_a_config_error(stack_env: st
             buffer.ensure_topics([f"t{stack_env}.replicated"])
     finally:
         buffer.close()
+
+
+@pytest.mark.integration
+def test_the_session_timeout_reaches_the_consumer_with_heartbeats_to_match(stack_env: str) -> None:
+    settings = KafkaSettings(session_timeout_ms=7_000)
+    consumer = KafkaGroupConsumer(settings, f"t{stack_env}.session", f"t{stack_env}-session")
+    try:
+        config = consumer._consumer.config
+        assert (config["session_timeout_ms"], config["heartbeat_interval_ms"]) == (7_000, 2_333)
+    finally:
+        consumer.close()
+    with pytest.raises(ValueError, match="session_timeout_ms"):
+        KafkaSettings(session_timeout_ms=1_000)  # below what brokers accept
