@@ -53,7 +53,12 @@ class Consumer(Protocol):
         ...
 
     def lag(self) -> dict[int, int]:
-        """Records not yet committed by the group, per partition."""
+        """Records not yet committed by the group, per partition this member serves."""
+        ...
+
+    def waiting(self) -> int:
+        """Records not yet committed by the group over every partition of the topic,
+        those other members serve (or a crashed one still holds) included."""
         ...
 
     def close(self) -> None:

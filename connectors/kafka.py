@@ -135,6 +135,7 @@ class KafkaGroupConsumer:
     """One consumer-group member; offsets are committed only by :meth:`commit`."""
 
     def __init__(self, settings: KafkaSettings, topic: str, group: str) -> None:
+        self._topic = topic
         try:
             self._consumer = KafkaConsumer(
                 topic,
@@ -196,6 +197,18 @@ class KafkaGroupConsumer:
         except KafkaError as exc:
             raise _translated(exc, "lag") from exc
         return {tp.partition: max(0, ends.get(tp, 0) - committed[tp]) for tp in partitions}
+
+    def waiting(self) -> int:
+        try:
+            numbers = self._consumer.partitions_for_topic(self._topic) or set()
+            partitions = [TopicPartition(self._topic, number) for number in numbers]
+            ends: dict[TopicPartition, int] = self._consumer.end_offsets(partitions)
+            # committed() asks the group's coordinator for partitions not assigned here
+            return sum(
+                max(0, ends.get(tp, 0) - (self._consumer.committed(tp) or 0)) for tp in partitions
+            )
+        except KafkaError as exc:
+            raise _translated(exc, "lag") from exc
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

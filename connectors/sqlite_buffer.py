@@ -298,9 +298,15 @@ class SqliteConsumer:
             self._last_beat = time.monotonic()
 
     def lag(self) -> dict[int, int]:
+        if self._positions is None:
+            return {}  # like a Kafka member without assigned partitions
+        return self._group_lag()
+
+    def waiting(self) -> int:
+        return sum(self._group_lag().values())
+
+    def _group_lag(self) -> dict[int, int]:
         with self._lock, translated(_WHAT, self._path, "lag"):
-            if self._positions is None:
-                return {}  # like a Kafka member without assigned partitions
             rows = self._connection.execute(
                 "SELECT e.partition, e.next_offset - COALESCE(c.committed_offset, 0) "
                 "FROM log_ends e LEFT JOIN commits c ON c.group_id = ? "

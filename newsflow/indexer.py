@@ -127,7 +127,11 @@ class Indexer:
         if time.monotonic() - idle_since >= self._settings.idle_timeout:
             return True
         lag = consumer.lag()  # {} until partitions are assigned
-        return bool(lag) and sum(lag.values()) == 0
+        if not lag or any(lag.values()):
+            return False
+        # Caught up here; but records may wait on partitions a crashed member still holds
+        # (until its session expires and they move here) or another member is working on.
+        return consumer.waiting() == 0
 
     def _process(
         self, records: Sequence[InRecord], consumer: Consumer, summary: IndexSummary

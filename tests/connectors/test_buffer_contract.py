@@ -78,6 +78,30 @@ def test_lag_counts_uncommitted_records(buffer: Buffer, topic: str) -> None:
         consumer.close()
 
 
+def test_waiting_counts_the_groups_records_on_partitions_served_by_nobody_here(
+    buffer: Buffer, topic: str
+) -> None:
+    buffer.publish(topic, [OutRecord(key=str(i), value=b"x") for i in range(5)])
+    idle = buffer.consumer(topic, "contract-w")  # has not polled: serves no partition yet
+    try:
+        assert idle.lag() == {}
+        assert idle.waiting() == 5
+    finally:
+        idle.close()
+    consumer = buffer.consumer(topic, "contract-w")
+    try:
+        seen: list[object] = []
+        for _ in range(40):
+            seen += consumer.poll(100, 0.5)
+            if len(seen) >= 5:
+                break
+        assert consumer.waiting() == 5  # polled, not committed
+        consumer.commit()
+        assert consumer.waiting() == 0
+    finally:
+        consumer.close()
+
+
 def _named(checks: list[Check], suffix: str) -> Check:
     [check] = [c for c in checks if c.name.endswith(suffix)]
     return check

@@ -329,3 +329,50 @@ def test_a_member_joining_and_leaving_mid_drain_loses_nothing_and_duplicates_not
     assert store.count() == len({a.doc_id for a in articles})
     assert all(store.get(a.doc_id) is not None for a in articles)
     store.close()
+
+
+class _CaughtUp:
+    """A member whose own partitions are done while ``waiting`` records remain elsewhere
+    in the group (another member's, or a crashed one's until its session expires)."""
+
+    def __init__(self, waiting: int) -> None:
+        self.polls = 0
+        self._waiting = waiting
+
+    def poll(self, max_records: int, timeout: float) -> list[InRecord]:
+        self.polls += 1
+        return []
+
+    def commit(self) -> None:
+        return None
+
+    def lag(self) -> dict[int, int]:
+        return {0: 0}
+
+    def waiting(self) -> int:
+        return self._waiting
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("waiting", "stops_at_once"), [(0, True), (3, False)])
+def test_until_idle_waits_for_the_whole_group_not_only_its_own_partitions(
+    tmp_path: Path, waiting: int, stops_at_once: bool
+) -> None:
+    consumer = _CaughtUp(waiting)
+
+    class Buffer(SqliteBuffer):
+        def consumer(self, topic: str, group: str) -> Consumer:  # type: ignore[override]
+            return consumer
+
+    buffer = Buffer(tmp_path / "buffer.sqlite3")
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    settings = IndexerSettings(idle_timeout=0.3, poll_timeout=0.01)
+    try:
+        Indexer(buffer, store, KafkaSettings(), settings).run(until_idle=True)
+    finally:
+        store.close()
+        buffer.close()
+    # Caught up group-wide: done after the first empty poll; else on until the idle timeout.
+    assert (consumer.polls == 1) is stops_at_once, consumer.polls

@@ -61,6 +61,9 @@ class _Lagging:
     def lag(self) -> dict[int, int]:
         return self.lag_now
 
+    def waiting(self) -> int:
+        return sum(self.lag_now.values())
+
     def close(self) -> None:
         return None
 
