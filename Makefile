@@ -96,7 +96,7 @@ N ?= 1000
 faults: install  ## kill, stop and throttle Kafka and Elasticsearch with N articles (make faults N=5000)
 	NEWSFLOW_FAULTS_N=$(N) $(VENV)/bin/pytest tests/faults -m faults -p no:cacheprovider -s -q
 
-# Issue 12: faults on a 3-broker / 3-node cluster of its own (ports 44092-44097, 44200-44202).
+# Issue 12: faults on a 3-broker / 3-node cluster of its own (ports 24092-24097, 24200-24202).
 cluster-faults: install  ## kill brokers, ES nodes and indexers on a 3+3 cluster, N articles per phase
 	NEWSFLOW_TEST_CLUSTER_N=$(N) NEWSFLOW_TEST_CLUSTER_LEADER_KILLS=3 \
 	  $(VENV)/bin/pytest tests/cluster -m cluster -p no:cacheprovider -s

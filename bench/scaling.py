@@ -12,7 +12,7 @@ One run measures, on the same cluster and the same generated articles:
   Elasticsearch (store size of the articles and history indices, all copies).
 
 ``python -m bench.scaling --articles 3000`` starts its own cluster (as the cluster tests
-do, ports 44092-44097 / 44200-44202) unless ``--home`` names a running one; ``make
+do, ports 24092-24097 / 24200-24202) unless ``--home`` names a running one; ``make
 scaling`` runs it. Figures go to stdout and ``--out`` (JSON).
 """
 

@@ -1,6 +1,6 @@
 """A 3-broker / 3-node deploy/local/stack instance the cluster tests (and bench) may break.
 
-:class:`Cluster` starts its own stack (own home, ports 44092-44097 and 44200-44202 unless
+:class:`Cluster` starts its own stack (own home, ports 24092-24097 and 24200-24202 unless
 ``NEWSFLOW_TEST_CLUSTER_*`` say otherwise), kills members with SIGKILL, brings them back
 with ``stack up --nodes 3`` (which restarts missing members) and stops everything at the
 end. ``NEWSFLOW_TEST_CLUSTER_HOME`` naming the home of a cluster already running reuses
@@ -37,8 +37,8 @@ class Cluster:
     """Addresses, pids and fault injection of one running 3+3 stack instance."""
 
     def __init__(self, home: Path) -> None:
-        kafka_port = int(os.environ.get("NEWSFLOW_TEST_CLUSTER_KAFKA_PORT", "44092"))
-        es_port = int(os.environ.get("NEWSFLOW_TEST_CLUSTER_ES_PORT", "44200"))
+        kafka_port = int(os.environ.get("NEWSFLOW_TEST_CLUSTER_KAFKA_PORT", "24092"))
+        es_port = int(os.environ.get("NEWSFLOW_TEST_CLUSTER_ES_PORT", "24200"))
         self.home = home
         self.owned = True
         self.env = dict(os.environ)

@@ -28,7 +28,7 @@ from tests.support.site import Site
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "deploy" / "prometheus" / "alerts.yml"
-PROMETHEUS_PORT, PUSHGATEWAY_PORT = 45090, 45091
+PROMETHEUS_PORT, PUSHGATEWAY_PORT = 25090, 25091
 
 
 def _tool(name: str) -> str:

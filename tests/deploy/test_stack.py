@@ -207,8 +207,10 @@ def test_stack_up_status_down(tmp_path: Path) -> None:
     assert after.stdout == ""
 
 
-CLUSTER_KAFKA_PORT = int(os.environ.get("NEWSFLOW_TEST_STACK_CLUSTER_KAFKA_PORT", "39092"))
-CLUSTER_ES_PORT = int(os.environ.get("NEWSFLOW_TEST_STACK_CLUSTER_ES_PORT", "39200"))
+# Fixed test ports stay below 32768: Linux hands out 32768-60999 as clients' ephemeral
+# ports, and a server there can find its port taken (ES transport on 39300, once in CI).
+CLUSTER_KAFKA_PORT = int(os.environ.get("NEWSFLOW_TEST_STACK_CLUSTER_KAFKA_PORT", "31092"))
+CLUSTER_ES_PORT = int(os.environ.get("NEWSFLOW_TEST_STACK_CLUSTER_ES_PORT", "31200"))
 
 
 def test_stack_up_nodes_3_forms_one_kafka_and_one_elasticsearch_cluster(tmp_path: Path) -> None:

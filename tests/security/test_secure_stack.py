@@ -30,9 +30,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.stack, pytest.mark.secure]
 REPO = Path(__file__).resolve().parents[2]
 STACK = REPO / "deploy" / "local" / "stack"
 # NEWSFLOW_TEST_SECURE_*_PORT move the instance (e.g. away from another one's ports)
-KAFKA_PORT = int(os.environ.get("NEWSFLOW_TEST_SECURE_KAFKA_PORT", "43592"))  # controller: +1
-KAFKA_SSL_PORT = int(os.environ.get("NEWSFLOW_TEST_SECURE_KAFKA_SSL_PORT", "43612"))  # mTLS
-ES_PORT = int(os.environ.get("NEWSFLOW_TEST_SECURE_ES_PORT", "43600"))  # transport on +100
+KAFKA_PORT = int(os.environ.get("NEWSFLOW_TEST_SECURE_KAFKA_PORT", "23592"))  # controller: +1
+KAFKA_SSL_PORT = int(os.environ.get("NEWSFLOW_TEST_SECURE_KAFKA_SSL_PORT", "23612"))  # mTLS
+ES_PORT = int(os.environ.get("NEWSFLOW_TEST_SECURE_ES_PORT", "23600"))  # transport on +100
 
 
 def _default_cache() -> str:
