@@ -189,26 +189,26 @@ class KafkaGroupConsumer:
 
     def lag(self) -> dict[int, int]:
         partitions: set[TopicPartition] = self._consumer.assignment()
-        if not partitions:
-            return {}
-        try:
-            ends: dict[TopicPartition, int] = self._consumer.end_offsets(list(partitions))
-            committed = {tp: self._consumer.committed(tp) or 0 for tp in partitions}
-        except KafkaError as exc:
-            raise _translated(exc, "lag") from exc
-        return {tp.partition: max(0, ends.get(tp, 0) - committed[tp]) for tp in partitions}
+        return {tp.partition: n for tp, n in self._uncommitted(list(partitions)).items()}
 
     def waiting(self) -> int:
         try:
             numbers = self._consumer.partitions_for_topic(self._topic) or set()
-            partitions = [TopicPartition(self._topic, number) for number in numbers]
-            ends: dict[TopicPartition, int] = self._consumer.end_offsets(partitions)
-            # committed() asks the group's coordinator for partitions not assigned here
-            return sum(
-                max(0, ends.get(tp, 0) - (self._consumer.committed(tp) or 0)) for tp in partitions
-            )
         except KafkaError as exc:
             raise _translated(exc, "lag") from exc
+        return sum(self._uncommitted([TopicPartition(self._topic, n) for n in numbers]).values())
+
+    def _uncommitted(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Records past the group's committed offset of each of ``partitions``; committed()
+        asks the group's coordinator for partitions this member is not assigned."""
+        if not partitions:
+            return {}
+        try:
+            ends: dict[TopicPartition, int] = self._consumer.end_offsets(partitions)
+            committed = {tp: self._consumer.committed(tp) or 0 for tp in partitions}
+        except KafkaError as exc:
+            raise _translated(exc, "lag") from exc
+        return {tp: max(0, ends.get(tp, 0) - committed[tp]) for tp in partitions}
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

@@ -392,10 +392,6 @@ def _percent(share: float | None, human: bool) -> str:
 _QUALITY_COLUMNS = ("no_date", "no_author", "short_text", "teaser", "timeout", "feed_text")
 
 
-def _quality_columns(state: FeedState | None, human: bool) -> dict[str, str]:
-    return _quality_shares(state.quality if state is not None else None, human)
-
-
 def _quality_shares(quality: FeedQuality | None, human: bool) -> dict[str, str]:
     pages = quality.pages if quality is not None else 0
     columns = {"pages": str(pages)}
@@ -462,7 +458,7 @@ def health_rows(
                 "no_author": _percent(feed.share(feed.stats.missing_authors), human),
                 "no_text": _percent(feed.share(feed.stats.missing_text), human),
                 # Over every page extracted or skipped, stored or not (newsflow.quality).
-                **_quality_columns(state, human),
+                **_quality_shares(state.quality if state is not None else None, human),
             }
         )
     return rows

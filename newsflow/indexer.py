@@ -126,11 +126,10 @@ class Indexer:
     def _drained(self, consumer: Consumer, idle_since: float) -> bool:
         if time.monotonic() - idle_since >= self._settings.idle_timeout:
             return True
-        lag = consumer.lag()  # {} until partitions are assigned
-        if not lag or any(lag.values()):
+        if not consumer.lag():  # {} until partitions are assigned
             return False
-        # Caught up here; but records may wait on partitions a crashed member still holds
-        # (until its session expires and they move here) or another member is working on.
+        # Every partition, not only this member's: records may wait on those a crashed
+        # member still holds (until its session expires and they move here).
         return consumer.waiting() == 0
 
     def _process(
