@@ -29,7 +29,15 @@ from newsflow.settings import Settings, load_settings
 from schemas import Article
 from tests.cluster.articles import article, tally
 from tests.cluster.cluster import Cluster
-from tests.faults.support import FaultSite, newsflow, newsflow_run, site_ids, wait_for
+from tests.faults.support import (
+    FaultSite,
+    fetched_or_done,
+    newsflow,
+    newsflow_run,
+    site_ids,
+    site_polling,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -130,21 +138,6 @@ def test_kill_9_partition_leaders_while_publishing(cluster: Cluster, cluster_env
     assert result.duplicates == 0
 
 
-def _fetched_or_done(site: FaultSite, target: int, child: subprocess.Popen[str]) -> bool:
-    return sum(site.page_hits().values()) >= target or child.poll() is not None
-
-
-def _cycle_env(pages: int) -> dict[str, str]:
-    """What a polling cycle of the loopback site needs beyond ``cluster_env``."""
-    return {
-        "NEWSFLOW_FETCH_ALLOW_PRIVATE_NETWORKS": "true",
-        "NEWSFLOW_FETCH_PER_HOST_DELAY": "0",
-        "NEWSFLOW_FETCH_PER_HOST_CONCURRENCY": "8",
-        "NEWSFLOW_FEED_MIN_INTERVAL": "0",
-        "NEWSFLOW_FEED_MAX_ENTRIES": str(max(200, pages)),
-    }
-
-
 def test_kill_9_a_partition_leader_during_polling_cycles(
     cluster: Cluster, cluster_env: str, tmp_path: Path
 ) -> None:
@@ -158,7 +151,7 @@ def test_kill_9_a_partition_leader_during_polling_cycles(
     buffer.close()
     site = FaultSite(N, 6)
     feeds = site.feeds_toml(tmp_path / "feeds.toml")
-    env = _cycle_env(N)
+    env = site_polling(N)
     outcomes: list[int] = []
     killed: list[str] = []
     with site.serving():
@@ -166,9 +159,7 @@ def test_kill_9_a_partition_leader_during_polling_cycles(
             before = sum(site.page_hits().values())
             child = newsflow(env, "run", "--once", "--force", "--feeds", str(feeds))
             target = before + N // 4
-            wait_for(
-                partial(_fetched_or_done, site, target, child), 300, "the cycle to fetch pages"
-            )
+            wait_for(partial(fetched_or_done, site, target, child), 300, "the cycle to fetch pages")
             leaders = {p["leader_id"] for p in cluster.partitions(topic) if p["leader_id"] >= 0}
             victim = next(
                 m for m in (cluster.broker_member(b) for b in sorted(leaders)) if m not in killed

@@ -152,15 +152,27 @@ def names(stack: Stack) -> dict[str, str]:
         "NEWSFLOW_ELASTICSEARCH_URL": stack.elasticsearch,
         "NEWSFLOW_ELASTICSEARCH_PREFIX": f"f{run}",
         "NEWSFLOW_ELASTICSEARCH_REQUEST_TIMEOUT": "5",
-        "NEWSFLOW_FETCH_ALLOW_PRIVATE_NETWORKS": "true",
-        "NEWSFLOW_FETCH_PER_HOST_DELAY": "0",
-        "NEWSFLOW_FETCH_PER_HOST_CONCURRENCY": "8",
-        "NEWSFLOW_FEED_MIN_INTERVAL": "0",
-        "NEWSFLOW_FEED_MAX_ENTRIES": str(max(200, N)),
+        **site_polling(N),
         "NEWSFLOW_INDEXER_IDLE_TIMEOUT": "10",
         "NEWSFLOW_INDEXER_RETRY_BACKOFF_MAX": "2",
         "NEWSFLOW_INDEXER_BATCH_SIZE": "50",
     }
+
+
+def site_polling(pages: int) -> dict[str, str]:
+    """NEWSFLOW_* a polling cycle of a loopback :class:`FaultSite` of ``pages`` needs."""
+    return {
+        "NEWSFLOW_FETCH_ALLOW_PRIVATE_NETWORKS": "true",
+        "NEWSFLOW_FETCH_PER_HOST_DELAY": "0",
+        "NEWSFLOW_FETCH_PER_HOST_CONCURRENCY": "8",
+        "NEWSFLOW_FEED_MIN_INTERVAL": "0",
+        "NEWSFLOW_FEED_MAX_ENTRIES": str(max(200, pages)),
+    }
+
+
+def fetched_or_done(site: FaultSite, target: int, child: subprocess.Popen[str]) -> bool:
+    """Whether ``site`` has served ``target`` article pages, or ``child`` has ended."""
+    return sum(site.page_hits().values()) >= target or child.poll() is not None
 
 
 def newsflow(env: Mapping[str, str], *args: str, **popen: Any) -> subprocess.Popen[str]:
@@ -587,6 +599,8 @@ def site_ids(site: FaultSite) -> dict[str, str]:
 
 
 __all__ = [
+    "fetched_or_done",
+    "site_polling",
     "BROKER_KILLS",
     "FULL",
     "KILLS",

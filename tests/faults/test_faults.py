@@ -42,6 +42,7 @@ from tests.faults.support import (
     dead_letters,
     es_docs,
     es_ids,
+    fetched_or_done,
     kill_group,
     measure,
     newsflow,
@@ -90,10 +91,6 @@ def _topic_end(env: dict[str, str]) -> int:
     return len(topic_records(env["NEWSFLOW_KAFKA_BOOTSTRAP_SERVERS"], env["NEWSFLOW_KAFKA_TOPIC"]))
 
 
-def _fetched_or_done(site: FaultSite, target: int, child: subprocess.Popen[str]) -> bool:
-    return sum(site.page_hits().values()) >= target or child.poll() is not None
-
-
 def _written_or_done(env: dict[str, str], start: int, child: subprocess.Popen[str]) -> bool:
     return _es_count(env) > start or child.poll() is not None
 
@@ -119,7 +116,7 @@ def test_kafka_killed_during_polls(
             child = newsflow(fault_env, "run", "--once", "--feeds", str(feeds))
             target = before + max(5, N // 8)
             wait_for(
-                partial(_fetched_or_done, site, target, child),
+                partial(fetched_or_done, site, target, child),
                 300,
                 "the cycle to fetch pages",
             )
