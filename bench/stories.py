@@ -262,23 +262,14 @@ _PAGE = """<!doctype html><html lang="en"><head><title>{title}</title>
 def cpu_cost(docs: Sequence[Doc], rounds: int = 3) -> tuple[float, float]:
     """Mean ms per page: extract_page (with the fingerprint) and the fingerprint alone."""
     pages = [
-        (_PAGE.format(title=d.title, body="".join(f"<p>{p}</p>" for p in d.paragraphs)), d)
+        (
+            _PAGE.format(title=d.title, body="".join(f"<p>{p}</p>" for p in d.paragraphs)),
+            "https://x.example/a",
+        )
         for d in docs
     ]
-    extract_page(pages[0][0], "https://x.example/a", 100)  # warm-up: imports
-    extract_ms, print_ms = [], []
-    for _ in range(rounds):
-        started = time.process_time()
-        texts = []
-        for html, _doc in pages:
-            result = extract_page(html, "https://x.example/a", 100)
-            texts.append(getattr(result, "text", ""))
-        extract_ms.append((time.process_time() - started) * 1000 / len(pages))
-        started = time.process_time()
-        for text in texts:
-            fingerprint(text)
-        print_ms.append((time.process_time() - started) * 1000 / len(pages))
-    return statistics.median(extract_ms), statistics.median(print_ms)
+    extract_ms, print_ms, _ = _cost(pages, rounds)
+    return extract_ms, print_ms
 
 
 def site_cpu_cost(count: int, workdir: Path) -> tuple[float, float, int]:
@@ -295,18 +286,25 @@ def site_cpu_cost(count: int, workdir: Path) -> tuple[float, float, int]:
         )
         for path in sorted((workdir / "site").rglob("*.html"))
     ]
+    return _cost(pages, 3)
+
+
+def _cost(pages: Sequence[tuple[str, str]], rounds: int) -> tuple[float, float, int]:
+    """Median over ``rounds`` of the CPU ms per page of extract_page (fingerprint
+    included) and of the fingerprint alone; the mean words of the texts."""
     extract_page(pages[0][0], pages[0][1], 100)  # warm-up: imports
-    started = time.process_time()
-    texts = [getattr(extract_page(html, url, 100), "text", "") for html, url in pages]
-    extract_ms = (time.process_time() - started) * 1000 / len(pages)
-    print_ms = []
-    for _ in range(3):
+    extract_ms, print_ms = [], []
+    texts: list[str] = []
+    for _ in range(rounds):
+        started = time.process_time()
+        texts = [getattr(extract_page(html, url, 100), "text", "") for html, url in pages]
+        extract_ms.append((time.process_time() - started) * 1000 / len(pages))
         started = time.process_time()
         for text in texts:
             fingerprint(text)
         print_ms.append((time.process_time() - started) * 1000 / len(pages))
     words = sum(len(text.split()) for text in texts) // max(1, len(texts))
-    return extract_ms, statistics.median(print_ms), words
+    return statistics.median(extract_ms), statistics.median(print_ms), words
 
 
 def _search_store(kind: str, workdir: Path) -> tuple[Store, Callable[[], None]]:
